@@ -1,0 +1,66 @@
+"""Token embeddings: a lookup table from token ids to vectors.
+
+Built in lesson 01 (tokens and embeddings).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from course_lib._validation import require_positive_int, require_rank
+
+
+def embedding_lookup(token_ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Pick row ``token_ids[b, t]`` of ``table`` for every token.
+
+    The same as ``one_hot(token_ids, V) @ table``, without building the one-hot matrix.
+
+    Shapes:
+        token_ids: (B, T) integer ids in [0, V)
+        table: (V, d_model)
+        returns: (B, T, d_model)
+
+    Built in lesson 01 (tokens and embeddings).
+    """
+    where = "embedding_lookup"
+    require_rank(where, "table", table, "(V, d_model)", 2)
+    require_rank(where, "token_ids", token_ids, "(B, T) or (T,)", (1, 2))
+    if token_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"{where}: token_ids must be an integer tensor, got dtype {token_ids.dtype}")
+    V = table.shape[0]
+    if token_ids.numel() and (token_ids.min() < 0 or token_ids.max() >= V):
+        raise ValueError(
+            f"{where}: token ids must lie in [0, V) with V={V}, "
+            f"got values from {int(token_ids.min())} to {int(token_ids.max())}"
+        )
+    return table[token_ids]  # (B, T, d_model)
+
+
+class TokenEmbedding(nn.Module):
+    """Token embedding scaled by sqrt(d_model), as in the paper (section 3.4).
+
+    The scale keeps the embeddings' size comparable to the positional encoding
+    that is added next.
+
+    Shapes:
+        token_ids: (B, T) -> (B, T, d_model)
+
+    Built in lesson 01 (tokens and embeddings).
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, scale: bool = True):
+        super().__init__()
+        require_positive_int("TokenEmbedding", "vocab_size", vocab_size)
+        require_positive_int("TokenEmbedding", "d_model", d_model)
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.scale = math.sqrt(d_model) if scale else 1.0
+        self.weight = nn.Parameter(torch.randn(vocab_size, d_model) * d_model**-0.5)
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        where = "TokenEmbedding.forward"
+        require_rank(where, "token_ids", token_ids, "(B, T)", 2, hint="add a batch dimension with ids.unsqueeze(0)")
+        return embedding_lookup(token_ids, self.weight) * self.scale  # (B, T, d_model)

@@ -1,0 +1,51 @@
+"""The position-wise feed-forward network (the Transformer's MLP).
+
+Built in lesson 06 (MLP, residual connections and layer norm).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib._validation import require_choice, require_positive_int, require_rank, require_size
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,  # exact GELU (BERT, nn.Transformer's "gelu")
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's approximation
+}
+
+
+class FeedForward(nn.Module):
+    """linear1 -> activation -> dropout -> linear2, applied to every position on its own.
+
+    Shapes:
+        x: (B, T, d_model) -> hidden (B, T, d_ff) -> (B, T, d_model)
+
+    Built in lesson 06 (MLP, residual connections and layer norm).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        require_positive_int("FeedForward", "d_model", d_model)
+        require_positive_int("FeedForward", "d_ff", d_ff)
+        require_choice("FeedForward", "activation", activation, ACTIVATIONS)
+        self.d_model = d_model
+        self.d_ff = d_ff
+        self.activation_name = activation
+        self.activation = ACTIVATIONS[activation]
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.last_hidden: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        where = "FeedForward.forward"
+        expected = f"(B, T, d_model) with d_model={self.d_model}"
+        require_rank(where, "x", x, expected, 3)
+        require_size(where, "x", x, -1, self.d_model, expected)
+        hidden = self.activation(self.linear1(x))  # (B, T, d_ff)
+        self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
+        return self.linear2(self.dropout(hidden))  # (B, T, d_model)

@@ -1,0 +1,205 @@
+"""Whole models assembled from the course's parts.
+
+* ``Transformer``: the encoder-decoder of "Attention Is All You Need", for
+  sequence-to-sequence tasks such as translation (lessons 08 and 10).
+* ``GPT``: a decoder-only language model with learned positions, pre-norm and GELU
+  (lessons 09 and 11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from course_lib._validation import require_positive_int, require_rank, shape_text
+from course_lib.decoder import Decoder, DecoderLayerCache
+from course_lib.embeddings import TokenEmbedding
+from course_lib.encoder import Encoder, EncoderLayer
+from course_lib.masks import causal_mask, combine_masks, padding_mask
+from course_lib.multihead import KVCache
+from course_lib.normalization import LayerNorm
+from course_lib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Configuration of the encoder-decoder; defaults are the paper's base model."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    n_heads: int = 8
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1
+    activation: str = "relu"
+    norm_first: bool = False
+    max_len: int = 512
+    pad_id: int = 0
+    tie_output: bool = True
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer: embeddings (scaled by sqrt(d_model)) plus sinusoidal
+    positions, an encoder stack, a decoder stack and a linear output layer, optionally
+    tied to the target embedding.
+
+    Use ``encode`` once per source batch, then ``decode`` for the target (all at once
+    for training, one token at a time with a cache for generation).
+
+    Shapes:
+        src_ids (B, S), tgt_ids (B, T) -> logits (B, T, V_tgt)
+
+    Built in lesson 08 (decoder); trained in lesson 10.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.src_embedding = TokenEmbedding(c.src_vocab_size, c.d_model)
+        self.tgt_embedding = TokenEmbedding(c.tgt_vocab_size, c.d_model)
+        self.positional = SinusoidalPositionalEncoding(c.d_model, c.max_len)
+        self.dropout = nn.Dropout(c.dropout)
+        common = dict(
+            d_model=c.d_model, n_heads=c.n_heads, d_ff=c.d_ff, dropout=c.dropout,
+            activation=c.activation, norm_first=c.norm_first,
+        )  # fmt: skip
+        self.encoder = Encoder(c.n_encoder_layers, **common)
+        self.decoder = Decoder(c.n_decoder_layers, **common)
+        self.output = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)
+        if c.tie_output:
+            self.output.weight = self.tgt_embedding.weight
+
+    def _check_ids(self, where: str, name: str, ids: torch.Tensor) -> None:
+        require_rank(where, name, ids, "(B, T) token ids", 2, hint="add a batch dimension with ids.unsqueeze(0)")
+        if ids.is_floating_point():
+            raise ValueError(f"{where}: {name} must be integer token ids, got dtype {ids.dtype}")
+
+    def encode(self, src_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the encoder. Returns ``memory`` (B, S, d_model) and the source padding
+        mask (B, 1, 1, S) the decoder's cross-attention needs."""
+        self._check_ids("Transformer.encode", "src_ids", src_ids)
+        src_mask = padding_mask(src_ids, self.config.pad_id)  # (B, 1, 1, S)
+        x = self.dropout(self.positional(self.src_embedding(src_ids)))  # (B, S, d_model)
+        memory = self.encoder(x, src_mask)  # (B, S, d_model)
+        return memory, src_mask
+
+    def decode(
+        self,
+        tgt_ids: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor,
+        cache: list[DecoderLayerCache] | None = None,
+    ) -> torch.Tensor:
+        """Run the decoder and the output layer.
+
+        Without a cache, ``tgt_ids`` is the whole target so far and a causal mask keeps
+        each position from seeing later ones. With a cache (``self.decoder.new_cache()``),
+        pass only the new tokens: earlier keys and values come from the cache.
+
+        Shapes:
+            tgt_ids (B, T_new), memory (B, S, d_model) -> logits (B, T_new, V_tgt)
+        """
+        self._check_ids("Transformer.decode", "tgt_ids", tgt_ids)
+        start = len(cache[0].self_attn) if cache is not None else 0
+        T_new = tgt_ids.shape[1]
+        T_total = start + T_new
+        self_mask = causal_mask(T_total, device=tgt_ids.device)[start:]  # (T_new, T_total)
+        if cache is None:
+            self_mask = combine_masks(self_mask, padding_mask(tgt_ids, self.config.pad_id))  # (B, 1, T, T)
+        x = self.dropout(self.positional(self.tgt_embedding(tgt_ids), start=start))  # (B, T_new, d_model)
+        x = self.decoder(x, memory, self_mask, src_mask, cache)  # (B, T_new, d_model)
+        return self.output(x)  # (B, T_new, V_tgt)
+
+    def forward(self, src_ids: torch.Tensor, tgt_ids: torch.Tensor) -> torch.Tensor:
+        memory, src_mask = self.encode(src_ids)  # (B, S, d_model)
+        return self.decode(tgt_ids, memory, src_mask)  # (B, T, V_tgt)
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Configuration of the decoder-only model. ``d_ff`` defaults to 4 * d_model."""
+
+    vocab_size: int
+    context_length: int = 128
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    d_ff: int | None = None
+    dropout: float = 0.0
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-5
+    tie_weights: bool = True
+
+
+class GPT(nn.Module):
+    """A decoder-only language model: token + learned position embeddings, a stack of
+    pre-norm blocks with causal self-attention and a GELU MLP, a final layer norm and a
+    linear layer to vocabulary logits (tied to the token embedding by default).
+
+    A GPT block is exactly an ``EncoderLayer(norm_first=True)`` used with a causal
+    mask: with no encoder there is nothing to cross-attend to.
+
+    Shapes:
+        token_ids (B, T) -> logits (B, T, V)
+
+    Built in lesson 09 (output layer and generation); trained in lesson 11.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        require_positive_int("GPT", "context_length", c.context_length)
+        d_ff = c.d_ff if c.d_ff is not None else 4 * c.d_model
+        self.token_embedding = TokenEmbedding(c.vocab_size, c.d_model, scale=False)
+        self.position_embedding = LearnedPositionalEmbedding(c.context_length, c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            EncoderLayer(c.d_model, c.n_heads, d_ff, c.dropout, c.activation, True, c.layer_norm_eps)
+            for _ in range(c.n_layers)
+        )
+        self.final_norm = LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        if c.tie_weights:
+            self.lm_head.weight = self.token_embedding.weight
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, TokenEmbedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def new_cache(self) -> list[KVCache]:
+        """One empty key/value cache per block, for incremental generation."""
+        return [KVCache() for _ in self.blocks]
+
+    def forward(self, token_ids: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+        where = "GPT.forward"
+        require_rank(where, "token_ids", token_ids, "(B, T) token ids", 2, hint="add a batch dimension")
+        if token_ids.is_floating_point():
+            raise ValueError(f"{where}: token_ids must be integer ids, got dtype {token_ids.dtype}")
+        start = len(cache[0]) if cache is not None else 0
+        T_new = token_ids.shape[1]
+        T_total = start + T_new
+        if T_total > self.config.context_length:
+            raise ValueError(
+                f"{where}: sequence of {T_total} tokens {shape_text(token_ids)} exceeds "
+                f"context_length={self.config.context_length}"
+            )
+        mask = causal_mask(T_total, device=token_ids.device)[start:]  # (T_new, T_total)
+        x = self.token_embedding(token_ids)  # (B, T_new, d_model)
+        x = self.dropout(self.position_embedding(x, start=start))  # (B, T_new, d_model)
+        for index, block in enumerate(self.blocks):
+            block_cache = cache[index] if cache is not None else None
+            x = block(x, mask, kv_cache=block_cache)  # (B, T_new, d_model)
+        x = self.final_norm(x)  # (B, T_new, d_model)
+        return self.lm_head(x)  # (B, T_new, V)
