@@ -15,7 +15,11 @@ from course_lib.masks import causal_mask, padding_mask
 from course_lib.models import GPT, GPTConfig, Transformer, TransformerConfig
 from course_lib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads
 from course_lib.normalization import LayerNorm, layer_norm
-from course_lib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_positional_encoding
+from course_lib.positional import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_positional_encoding,
+)
 
 __all__ = [
     "GPT",

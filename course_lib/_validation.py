@@ -67,9 +67,7 @@ def require_broadcastable(where: str, name: str, mask, target_shape, expected: s
         torch.broadcast_shapes(mask.shape, torch.Size(target_shape))
     except RuntimeError:
         target = "(" + ", ".join(str(s) for s in target_shape) + ")"
-        raise ValueError(
-            f"{where}: {name} must broadcast to {expected} = {target}, got {shape_text(mask)}"
-        ) from None
+        raise ValueError(f"{where}: {name} must broadcast to {expected} = {target}, got {shape_text(mask)}") from None
 
 
 def require_choice(where: str, name: str, value, choices) -> None:

@@ -58,7 +58,9 @@ class EncoderLayer(nn.Module):
     def _feed_forward_block(self, x):
         return self.dropout2(self.ff(x))  # (B, T, d_model)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, kv_cache: KVCache | None = None
+    ) -> torch.Tensor:
         where = "EncoderLayer.forward"
         expected = f"(B, T, d_model) with d_model={self.d_model}"
         require_rank(where, "x", x, expected, 3)

@@ -184,6 +184,8 @@ def length_penalty(length: int, alpha: float) -> float:
 
     Dividing a hypothesis' log-probability by it stops beam search from preferring
     short outputs just because they multiply fewer probabilities. alpha=0 turns it off.
+
+    Built in lesson 09 (output layer and generation).
     """
     return ((5 + length) / 6) ** alpha
 
@@ -230,7 +232,7 @@ def beam_search(
         V = totals.shape[-1]
         best_scores, best_flat = totals.flatten().topk(min(2 * beam_size, n * V))  # (2 * beam_size,)
         next_alive = []
-        for score, flat_index in zip(best_scores.tolist(), best_flat.tolist()):
+        for score, flat_index in zip(best_scores.tolist(), best_flat.tolist(), strict=True):
             row, token = divmod(flat_index, V)
             sequence = alive[row][0] + [token]
             if token == eos_id:

@@ -35,7 +35,9 @@ def padding_mask(token_ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 
     Built in lesson 04 (masking).
     """
-    require_rank("padding_mask", "token_ids", token_ids, "(B, T)", 2, hint="add a batch dimension with ids.unsqueeze(0)")
+    require_rank(
+        "padding_mask", "token_ids", token_ids, "(B, T)", 2, hint="add a batch dimension with ids.unsqueeze(0)"
+    )
     if token_ids.is_floating_point():
         raise ValueError(f"padding_mask: token_ids must be integer ids (B, T), got dtype {token_ids.dtype}")
     is_real = token_ids != pad_id  # (B, T)

@@ -127,7 +127,9 @@ class MultiHeadAttention(nn.Module):
             require_rank(where, name, tensor, expected, 3, hint="did you pass the head-split tensor?")
             require_size(where, name, tensor, -1, self.d_model, expected, hint="did you pass the head-split tensor?")
         if key.shape[:2] != value.shape[:2]:
-            raise ValueError(f"{where}: key and value must share (B, T_k), got {shape_text(key)} and {shape_text(value)}")
+            raise ValueError(
+                f"{where}: key and value must share (B, T_k), got {shape_text(key)} and {shape_text(value)}"
+            )
         if query.shape[0] != key.shape[0]:
             raise ValueError(f"{where}: query and key must share B, got {shape_text(query)} and {shape_text(key)}")
 

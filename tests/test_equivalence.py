@@ -204,9 +204,9 @@ def test_encoder_decoder_core_equals_nn_transformer(norm_first):
     )
     encoder = Encoder(n_layers, d_model, n_heads, d_ff, norm_first=norm_first)
     decoder = Decoder(n_layers, d_model, n_heads, d_ff, norm_first=norm_first)
-    for ours, their_layer in zip(encoder.layers, theirs.encoder.layers):
+    for ours, their_layer in zip(encoder.layers, theirs.encoder.layers, strict=True):
         copy_encoder_layer(ours, their_layer)
-    for ours, their_layer in zip(decoder.layers, theirs.decoder.layers):
+    for ours, their_layer in zip(decoder.layers, theirs.decoder.layers, strict=True):
         copy_decoder_layer(ours, their_layer)
     copy_norm(encoder.norm, theirs.encoder.norm)
     copy_norm(decoder.norm, theirs.decoder.norm)

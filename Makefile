@@ -1,0 +1,14 @@
+# Shortcuts for `python tasks.py ...` (the same commands work without make, e.g. on Windows).
+PYTHON ?= python3
+
+.PHONY: lab test setup lint fix
+lab:
+	$(PYTHON) tasks.py lab
+test:
+	$(PYTHON) tasks.py test
+setup:
+	$(PYTHON) tasks.py setup
+lint:
+	$(PYTHON) tasks.py lint
+fix:
+	$(PYTHON) tasks.py fix

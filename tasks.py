@@ -1,0 +1,115 @@
+"""One plain runner for the course, with the standard library only (Windows, macOS, Linux).
+
+    python tasks.py lab     set everything up, then open JupyterLab on the course
+    python tasks.py test    set everything up, then run the whole test suite
+    python tasks.py setup   only create/refresh the environment in .venv
+    python tasks.py lint    only ruff check + ruff format --check
+    python tasks.py fix     let ruff fix what it can and format the code
+
+Setting up means: create an isolated virtual environment in .venv, then install the
+course (course_lib, all its dependencies and the optional extras) with the versions
+pinned in constraints.txt. It is skipped when nothing changed since the last set-up.
+`make lab` / `make test` call the same commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / "course-setup.stamp"
+EXTRAS = "pretrained,dev"
+SETUP_INPUTS = ("pyproject.toml", "constraints.txt")
+LINT_PATHS = ("course_lib", "tests", "tasks.py")
+TEST_PATHS = ("tests", "notebooks", "solutions")
+
+
+def venv_python() -> Path:
+    if os.name == "nt":
+        return VENV / "Scripts" / "python.exe"
+    return VENV / "bin" / "python"
+
+
+def run(*args: str | Path) -> None:
+    command = [str(arg) for arg in args]
+    print("+", " ".join(command), flush=True)
+    completed = subprocess.run(command, cwd=ROOT)
+    if completed.returncode != 0:
+        sys.exit(completed.returncode)
+
+
+def setup_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in SETUP_INPUTS:
+        digest.update((ROOT / name).read_bytes())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def setup() -> Path:
+    """Create .venv and install the course into it (skipped when already up to date)."""
+    python = venv_python()
+    if not python.exists():
+        print(f"Creating a virtual environment in {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    fingerprint = setup_fingerprint()
+    if STAMP.exists() and STAMP.read_text() == fingerprint:
+        print("Environment is up to date (.venv).", flush=True)
+        return python
+    run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(python, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", f".[{EXTRAS}]")
+    STAMP.write_text(fingerprint)
+    print("Environment ready.", flush=True)
+    return python
+
+
+def lint(python: Path) -> None:
+    run(python, "-m", "ruff", "check", *LINT_PATHS)
+    run(python, "-m", "ruff", "format", "--check", *LINT_PATHS)
+
+
+def test(extra_args: list[str]) -> None:
+    python = setup()
+    lint(python)
+    run(python, "-m", "pytest", "--nbval", *TEST_PATHS, *extra_args)
+
+
+def lab() -> None:
+    python = setup()
+    run(python, "-m", "jupyter", "lab", "--notebook-dir", str(ROOT), "notebooks/00_overview.ipynb")
+
+
+def fix() -> None:
+    python = setup()
+    run(python, "-m", "ruff", "check", "--fix", *LINT_PATHS)
+    run(python, "-m", "ruff", "format", *LINT_PATHS)
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return
+    command, rest = argv[0], argv[1:]
+    if command == "setup":
+        setup()
+    elif command == "test":
+        test(rest)
+    elif command == "lab":
+        lab()
+    elif command == "lint":
+        lint(setup())
+    elif command == "fix":
+        fix()
+    else:
+        print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
