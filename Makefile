@@ -1,7 +1,7 @@
 # Shortcuts for `python tasks.py ...` (the same commands work without make, e.g. on Windows).
 PYTHON ?= python3
 
-.PHONY: lab test setup lint fix
+.PHONY: lab test setup lint fix bench
 lab:
 	$(PYTHON) tasks.py lab
 test:
@@ -12,3 +12,5 @@ lint:
 	$(PYTHON) tasks.py lint
 fix:
 	$(PYTHON) tasks.py fix
+bench:
+	$(PYTHON) tasks.py bench

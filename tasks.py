@@ -5,6 +5,7 @@
     python tasks.py setup   only create/refresh the environment in .venv
     python tasks.py lint    only ruff check + ruff format --check
     python tasks.py fix     let ruff fix what it can and format the code
+    python tasks.py bench   time course_lib against PyTorch's modules; writes BENCHMARKS.md
 
 Setting up means: create an isolated virtual environment in .venv, then install the
 course (course_lib, all its dependencies and the optional extras) with the versions
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -52,6 +54,25 @@ def setup_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def install_browser_if_possible() -> None:
+    """The browser tests drive Chromium. On Debian/Ubuntu as root, install the distribution's
+    package when it is missing; elsewhere say how, and the browser tests will skip."""
+    if any(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")):
+        return
+    can_apt = sys.platform.startswith("linux") and shutil.which("apt-get") and os.geteuid() == 0
+    if not can_apt:
+        print("Note: no Chromium found; the browser tests will be skipped (install Chromium to run them).")
+        return
+    print("Installing Debian's chromium for the browser tests ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, stdout=subprocess.DEVNULL)
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env, stdout=subprocess.DEVNULL
+    )
+    if result.returncode != 0:
+        print("Note: could not install chromium; the browser tests will be skipped.")
+
+
 def setup() -> Path:
     """Create .venv and install the course into it (skipped when already up to date)."""
     python = venv_python()
@@ -76,6 +97,7 @@ def lint(python: Path) -> None:
 
 def test(extra_args: list[str]) -> None:
     python = setup()
+    install_browser_if_possible()
     lint(python)
     run(python, "-m", "pytest", "--nbval", *TEST_PATHS, *extra_args)
 
@@ -106,6 +128,8 @@ def main(argv: list[str]) -> None:
         lint(setup())
     elif command == "fix":
         fix()
+    elif command == "bench":
+        run(setup(), "-m", "course_lib.bench", *rest)
     else:
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         sys.exit(2)

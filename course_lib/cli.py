@@ -271,7 +271,10 @@ def command_grade(args, solutions_dir: Path) -> int:
 def command_build(args, solutions_dir: Path) -> int:
     solution_notebooks(solutions_dir)
     out = args.out if args.out is not None else solutions_dir.parent / "exercises"
-    changed = ex.build_exercises(solutions_dir, out, check_only=args.check)
+    try:
+        changed = ex.build_exercises(solutions_dir, out, check_only=args.check)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     if args.check:
         if changed:
             print("out of date: " + ", ".join(path.name for path in changed))

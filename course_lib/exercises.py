@@ -21,10 +21,12 @@ Used by the ``course`` command (``course_lib.cli``).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import re
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +93,13 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     if not path.is_file():
         raise NotebookUnreadable(f"notebook missing: {path.name}")
     try:
-        text = path.read_text(encoding="utf-8")
-        nb = nbformat.reads(text, as_version=4)
+        json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise NotebookUnreadable(f"not a notebook (invalid JSON): {path.name}: {error}") from None
+    try:
+        nb = nbformat.read(path, as_version=4)
     except Exception as error:  # nbformat raises several kinds of errors on malformed files
-        raise NotebookUnreadable(f"not a notebook: {path.name}: {error}") from None
+        raise NotebookUnreadable(f"not a notebook: {path.name}: {first_line(error)}") from None
     if not isinstance(nb.get("cells"), list):
         raise NotebookUnreadable(f"not a notebook (no cells): {path.name}")
     return nb
@@ -126,6 +129,14 @@ def solution_cell_exercise(cell) -> str | None:
             f'a solution cell needs metadata {{"course": {{"exercise": "NN.M"}}}}, got {cell.get("metadata")!r}'
         )
     return exercise
+
+
+def exercise_of_cell(cell) -> str | None:
+    """The exercise id in a code cell's metadata (solution cells and their stubs), else None."""
+    if cell.get("cell_type") != "code":
+        return None
+    exercise = cell_course_metadata(cell).get("exercise")
+    return exercise if isinstance(exercise, str) else None
 
 
 def text_of_outputs(outputs) -> str:
@@ -209,7 +220,7 @@ def build_exercise_notebook(solution_nb) -> nbformat.NotebookNode:
     exercises_seen = set()
     cells = []
     for index, cell in enumerate(solution_nb.cells):
-        metadata = {key: value for key, value in cell.get("metadata", {}).items() if key != "execution"}
+        metadata = {key: copy.deepcopy(value) for key, value in cell.get("metadata", {}).items() if key != "execution"}
         source = cell.get("source", "")
         exercise = solution_cell_exercise(cell)
         if cell.cell_type == "markdown":
@@ -222,7 +233,7 @@ def build_exercise_notebook(solution_nb) -> nbformat.NotebookNode:
         else:
             new = nbformat.v4.new_code_cell(source, metadata=metadata)
             new.execution_count = cell.get("execution_count")
-            new.outputs = [dict(output) for output in cell.get("outputs", [])]
+            new.outputs = copy.deepcopy(cell.get("outputs", []))
         new["id"] = f"cell-{index:02d}"
         cells.append(new)
     checked = set(expected_check_outputs(solution_nb))
@@ -253,7 +264,10 @@ def build_exercises(solutions_dir: Path, exercises_dir: Path, check_only: bool =
         raise FileNotFoundError(f"no solution notebooks NN_*.ipynb in {solutions_dir}")
     changed = []
     for path in solutions.values():
-        text = notebook_text(build_exercise_notebook(read_notebook(path)))
+        try:
+            text = notebook_text(build_exercise_notebook(read_notebook(path)))
+        except ValueError as error:
+            raise ValueError(f"{path.name}: {error}") from None
         target = Path(exercises_dir) / path.name
         current = target.read_text(encoding="utf-8") if target.is_file() else None
         if current != text:
@@ -361,7 +375,7 @@ def run_notebook(
     executed = set()
     stopped = ""
     try:
-        with client.setup_kernel():
+        with client.setup_kernel(stderr=subprocess.DEVNULL):  # hide the kernel's own log lines
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code" or has_marker(cell, "NBVAL_SKIP"):
                     continue
@@ -463,6 +477,16 @@ class GradeTable:
         return "\n".join(lines) + "\n"
 
 
+def find_student_notebook(student_dir: Path, name: str) -> Path:
+    """``student_dir/name``, or the one ``NN_*.ipynb`` of that lesson if the student renamed it."""
+    path = Path(student_dir) / name
+    if not path.exists():
+        renamed = sorted(Path(student_dir).glob(f"{name[:2]}_*.ipynb"))
+        if len(renamed) == 1:
+            return renamed[0]
+    return path
+
+
 def grade_class(
     class_dir: Path,
     solutions_dir: Path,
@@ -496,7 +520,7 @@ def grade_class(
         for lesson, solution_path in solutions.items():
             if progress:
                 progress(f"{student.name}: {solution_path.name}")
-            report = run_notebook(student / solution_path.name, expected[lesson], timeout=timeout)
+            report = run_notebook(find_student_notebook(student, solution_path.name), expected[lesson], timeout=timeout)
             row.update(report.results)
         rows[student.name] = row
     return GradeTable(exercises, rows)

@@ -539,11 +539,11 @@ def load_gpt2(state_dict: Mapping[str, torch.Tensor], config: GPTConfig | None =
     """
     where = "load_gpt2"
     _check_state_dict(where, state_dict)
-    inferred = gpt2_config_from_weights(state_dict, n_heads)
+    if config is not None and not isinstance(config, GPTConfig):
+        raise ValueError(f"{where}: config must be a GPTConfig or None, got {type(config).__name__}")
+    inferred = gpt2_config_from_weights(state_dict, n_heads if config is None else config.n_heads)
     if config is None:
         config = inferred
-    elif not isinstance(config, GPTConfig):
-        raise ValueError(f"{where}: config must be a GPTConfig or None, got {type(config).__name__}")
     else:
         for field in ("vocab_size", "context_length", "d_model", "n_layers", "d_ff"):
             given, from_weights = getattr(config, field), getattr(inferred, field)

@@ -139,8 +139,13 @@ def format_cell(value: float, fmt: str = "{:.2f}") -> str:
     return fmt.format(value)
 
 
-def annotate_cells(image, matrix: np.ndarray, fmt: str = "{:.2f}", fontsize: float | None = None) -> list:
-    """Write each cell's value on a heatmap (``-inf`` cells included); returns the Text artists."""
+def annotate_cells(
+    image, matrix: np.ndarray, fmt: str = "{:.2f}", fontsize: float | None = None, only_infinite: bool = False
+) -> list:
+    """Write each cell's value on a heatmap (``-inf`` cells included); returns the Text artists.
+
+    ``only_infinite=True`` writes only the ``-inf``/``inf`` cells (cheaper, and enough to show a mask).
+    """
     ax = image.axes
     rows, cols = matrix.shape
     if fontsize is None:
@@ -149,6 +154,8 @@ def annotate_cells(image, matrix: np.ndarray, fmt: str = "{:.2f}", fontsize: flo
     for i in range(rows):
         for j in range(cols):
             value = matrix[i, j]
+            if only_infinite and np.isfinite(value):
+                continue
             colour = "black" if not np.isfinite(value) else _text_colour(image, value)
             texts.append(
                 ax.text(j, i, format_cell(value, fmt), ha="center", va="center", fontsize=fontsize, color=colour)
@@ -235,8 +242,8 @@ def plot_matrix(
     col_labels = _require_labels(where, "col_labels", col_labels, matrix.shape[1], "columns", matrix.shape)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
-    colormap = get_cmap("vlag" if center is not None and cmap == "viridis" else cmap).copy()
-    colormap.set_bad((1, 1, 1, 0))  # transparent: the hatched background shows through
+    colormap = get_cmap("vlag" if center is not None and cmap == "viridis" else cmap)
+    colormap = colormap.with_extremes(bad=(1, 1, 1, 0))  # transparent: the hatched background shows through
     low, high = _finite_limits(matrix, center)
     rows, cols = matrix.shape
     background = Rectangle(
@@ -516,7 +523,13 @@ PART_GROUPS: dict[str, tuple[str, ...]] = {
     "embeddings": ("input_embedding", "output_embedding"),
     "positional_encoding": ("input_positional_encoding", "output_positional_encoding"),
     "attention": ("encoder_self_attention", "decoder_masked_self_attention", "decoder_cross_attention"),
-    "add_norm": ("encoder_add_norm_1", "encoder_add_norm_2", "decoder_add_norm_1", "decoder_add_norm_2", "decoder_add_norm_3"),
+    "add_norm": (
+        "encoder_add_norm_1",
+        "encoder_add_norm_2",
+        "decoder_add_norm_1",
+        "decoder_add_norm_2",
+        "decoder_add_norm_3",
+    ),
     "feed_forward": ("encoder_feed_forward", "decoder_feed_forward"),
     "encoder": ENCODER_PARTS,
     "decoder": DECODER_PARTS,
@@ -566,7 +579,7 @@ LESSON_HIGHLIGHTS: dict[int, tuple[str, ...]] = {
 }
 """Lesson number (0..12) -> the parts its map highlights."""
 
-_PART_STYLE = {  # kind -> (label, strong fill colour)
+_PART_STYLE = {  # kind of box -> its strong fill colour
     "embedding": "#f5b7c5",
     "positional": "#d6c4ec",
     "attention": "#f7b267",
@@ -624,6 +637,7 @@ class _MapPainter:
             edgecolor=_STRONG_EDGE if strong else _MUTED_EDGE,
             linewidth=1.8 if strong else 1.0,
             zorder=3,
+            gid=name,
         )
         self.ax.add_patch(patch)
         self.ax.text(
@@ -660,7 +674,18 @@ class _MapPainter:
 
     def shape(self, x: float, y: float, text: str, ha: str = "left") -> None:
         if self.show_shapes:
-            self.ax.text(x, y, text, ha=ha, va="center", fontsize=8.5, color=_SHAPE_COLOUR, family="monospace", zorder=5)
+            self.ax.text(
+                x,
+                y,
+                text,
+                ha=ha,
+                va="center",
+                fontsize=8.5,
+                color=_SHAPE_COLOUR,
+                family="monospace",
+                zorder=5,
+                gid="shape",
+            )
 
     def plus(self, x: float, y: float, name: str) -> None:
         strong = name in self.chosen
@@ -690,6 +715,7 @@ class _MapPainter:
                 edgecolor=_STRONG_EDGE if strong else _MUTED_EDGE,
                 linewidth=1.8 if strong else 1.0,
                 zorder=3,
+                gid=name,
             )
         )
         wave_x = np.linspace(x - 0.4, x + 0.4, 60)
@@ -857,8 +883,28 @@ def draw_transformer_map(highlight=(), title=None, ax=None, show_shapes=True):
     ax.text(dec_x, y_out + 0.05, "next-token probabilities", ha="center", va="center", fontsize=10, color="#333333")
 
     # ---- side titles and legend ----
-    ax.text(enc_x, enc_top + 1.2, "ENCODER", ha="center", va="center", fontsize=11, fontweight="bold", fontfamily=_LATIN_FAMILY, color="#444444")
-    ax.text(dec_x + half + 0.4, dec_top - 0.1, "DECODER", ha="left", va="center", fontsize=11, fontweight="bold", fontfamily=_LATIN_FAMILY, color="#444444")
+    ax.text(
+        enc_x,
+        enc_top + 1.2,
+        "ENCODER",
+        ha="center",
+        va="center",
+        fontsize=11,
+        fontweight="bold",
+        fontfamily=_LATIN_FAMILY,
+        color="#444444",
+    )
+    ax.text(
+        dec_x + half + 0.4,
+        dec_top - 0.1,
+        "DECODER",
+        ha="left",
+        va="center",
+        fontsize=11,
+        fontweight="bold",
+        fontfamily=_LATIN_FAMILY,
+        color="#444444",
+    )
     if chosen and chosen != set(MAP_PARTS):
         ax.text(
             0.0,

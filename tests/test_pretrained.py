@@ -39,7 +39,7 @@ EMBEDDING_TOL = 1e-5  # float32, two different code paths
 FLOAT64_TOL = 1e-10
 
 LONG_BEYOND_LIMIT = " ".join(f"Sentence number {i} describes item {i * 7} in the long list." for i in range(40))
-LONG_NEAR_LIMIT = " ".join(f"Step {i}: mix the tokens." for i in range(35))
+LONG_NEAR_LIMIT = " ".join(f"Step {i}: mix the tokens." for i in range(30))
 
 SENTENCES = [
     "A man is eating food.",
@@ -81,7 +81,7 @@ def sentence_transformer():
 
 @pytest.fixture(scope="module")
 def reference_embeddings(sentence_transformer):
-    return torch.from_numpy(sentence_transformer.encode(SENTENCES, batch_size=64))
+    return torch.from_numpy(sentence_transformer.encode(SENTENCES, batch_size=4))
 
 
 def test_sentences_cover_the_token_limit(minilm):
@@ -101,25 +101,22 @@ def test_embeddings_equal_sentence_transformers_in_one_batch(minilm, reference_e
     diff = max_abs_diff(ours, reference_embeddings)
     report(f"MiniLM embeddings vs sentence-transformers, {len(SENTENCES)} sentences in one batch", diff)
     assert diff <= EMBEDDING_TOL
-    assert torch.allclose(ours.norm(dim=-1), torch.ones(len(SENTENCES)), atol=1e-6)
+    assert torch.allclose(ours.norm(dim=-1), torch.ones(len(SENTENCES), dtype=torch.float32), atol=1e-6)
 
 
-def test_embeddings_equal_sentence_transformers_one_at_a_time(minilm, sentence_transformer, reference_embeddings):
+def test_embeddings_equal_sentence_transformers_one_at_a_time(minilm, reference_embeddings):
     model, tokenizer = minilm
-    ours = torch.cat([embed_sentences([text], model, tokenizer) for text in SENTENCES])
-    theirs = torch.cat([torch.from_numpy(sentence_transformer.encode([text])) for text in SENTENCES])
-    diff = max(max_abs_diff(ours, theirs), max_abs_diff(ours, reference_embeddings))
+    ours = torch.cat([embed_sentences([text], model, tokenizer) for text in SENTENCES])  # no padding at all
+    diff = max_abs_diff(ours, reference_embeddings)
     report("MiniLM embeddings vs sentence-transformers, one sentence at a time", diff)
     assert diff <= EMBEDDING_TOL
 
 
-def test_small_batches_of_unequal_lengths_give_the_same_embeddings(minilm):
+def test_small_batches_of_unequal_lengths_equal_sentence_transformers(minilm, reference_embeddings):
     model, tokenizer = minilm
-    short_texts = SENTENCES[:12]
-    alone = torch.cat([embed_sentences(text, model, tokenizer) for text in short_texts])
-    batched = embed_sentences(short_texts, model, tokenizer, batch_size=5)
-    diff = max_abs_diff(alone, batched)
-    report("MiniLM embeddings, batches of 5 vs one at a time", diff)
+    ours = embed_sentences(SENTENCES, model, tokenizer, batch_size=5)  # each batch padded to its own longest text
+    diff = max_abs_diff(ours, reference_embeddings)
+    report("MiniLM embeddings vs sentence-transformers, batches of 5", diff)
     assert diff <= EMBEDDING_TOL
 
 
@@ -254,7 +251,7 @@ def test_gpt2_greedy_generation_equals_hugging_face(use_cache):
     hf_model = small_gpt2("gelu_new", seed=1)
     ours = load_gpt2(hf_model.state_dict(), n_heads=4)
     prompt = torch.randint(1, 100, (2, 6))
-    new_tokens = 24
+    new_tokens = 16
     ours_ids = generate(ours, prompt, max_new_tokens=new_tokens, temperature=0, use_cache=use_cache)
     with torch.no_grad():
         theirs_ids = hf_model.generate(

@@ -1,0 +1,304 @@
+"""Benchmarks: course_lib's readable parts side by side with PyTorch's own modules.
+
+Run ``python -m course_lib.bench`` (or ``make bench``). It prints a table and writes
+``BENCHMARKS.md``. Each comparison runs the two sides interleaved (A B A B ...) and reports
+the median of the per-pair time ratios, so slow phases of a noisy machine hit both sides.
+
+``--quick`` shrinks every size (for a smoke test); the numbers are then not meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from course_lib.attention import scaled_dot_product_attention
+from course_lib.encoder import EncoderLayer
+from course_lib.generation import generate
+from course_lib.masks import causal_mask
+from course_lib.models import GPT, GPTConfig
+from course_lib.multihead import MultiHeadAttention
+
+
+@dataclass
+class Comparison:
+    """The result of timing ``ours`` against ``theirs``, pair by pair."""
+
+    name: str
+    ours_seconds: list[float]
+    theirs_seconds: list[float]
+    target: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """Median over pairs of ours / theirs (above 1: ours is slower)."""
+        return statistics.median(a / b for a, b in zip(self.ours_seconds, self.theirs_seconds, strict=True))
+
+    @property
+    def ours_median(self) -> float:
+        return statistics.median(self.ours_seconds)
+
+    @property
+    def theirs_median(self) -> float:
+        return statistics.median(self.theirs_seconds)
+
+
+def time_once(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(
+    name: str, ours: Callable, theirs: Callable, pairs: int, target: str = "", warmup: int = 1
+) -> Comparison:
+    """Time ``ours`` and ``theirs`` alternately, ``pairs`` times each, after a warm-up."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    ours_seconds, theirs_seconds = [], []
+    for index in range(pairs):
+        if index % 2 == 0:  # alternate who goes first, so neither always runs on a warm cache
+            ours_seconds.append(time_once(ours))
+            theirs_seconds.append(time_once(theirs))
+        else:
+            theirs_seconds.append(time_once(theirs))
+            ours_seconds.append(time_once(ours))
+    return Comparison(name, ours_seconds, theirs_seconds, target)
+
+
+def forward_backward(module_call: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    """Wrap a forward pass into forward + backward of its sum."""
+
+    def step():
+        module_call().sum().backward()
+
+    return step
+
+
+@torch.no_grad()
+def copy_mha_weights(ours: MultiHeadAttention, theirs: nn.MultiheadAttention) -> None:
+    """Copy nn.MultiheadAttention's fused projection into our three separate ones."""
+    for ours_linear, weight, bias in zip(
+        (ours.w_q, ours.w_k, ours.w_v),
+        theirs.in_proj_weight.chunk(3),
+        theirs.in_proj_bias.chunk(3),
+        strict=True,
+    ):
+        ours_linear.weight.copy_(weight)
+        ours_linear.bias.copy_(bias)
+    ours.w_o.load_state_dict(theirs.out_proj.state_dict())
+
+
+def bench_attention(T: int, B: int, pairs: int) -> list[Comparison]:
+    """1. Readable attention against F.scaled_dot_product_attention (math and fused kernels)."""
+    n_heads, d_head = 8, 64
+    shape = (B, n_heads, T, d_head)
+    q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
+
+    def ours():
+        return scaled_dot_product_attention(q, k, v)[0]
+
+    def math_kernel():
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    def fused_kernel():
+        return F.scaled_dot_product_attention(q, k, v)
+
+    results = []
+    for label, theirs in (("math", math_kernel), ("fused", fused_kernel)):
+        with torch.no_grad():
+            results.append(interleaved(f"attention forward, T={T}, vs F.sdpa {label}", ours, theirs, pairs))
+        results.append(
+            interleaved(
+                f"attention fwd+bwd, T={T}, vs F.sdpa {label}",
+                forward_backward(ours),
+                forward_backward(theirs),
+                pairs,
+            )
+        )
+    return results
+
+
+def bench_multi_head_attention(B: int, T: int, d_model: int, n_heads: int, pairs: int) -> Comparison:
+    """2. MultiHeadAttention forward+backward against nn.MultiheadAttention returning its weights."""
+    theirs = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+    ours = MultiHeadAttention(d_model, n_heads)
+    copy_mha_weights(ours, theirs)
+    x = torch.randn(B, T, d_model)
+    return interleaved(
+        f"MultiHeadAttention fwd+bwd (B={B}, T={T}, d_model={d_model}, {n_heads} heads)",
+        forward_backward(lambda: ours(x, x, x)),
+        forward_backward(lambda: theirs(x, x, x, need_weights=True, average_attn_weights=False)[0]),
+        pairs,
+        target="<= 1.1",
+    )
+
+
+def bench_encoder_layer(B: int, T: int, d_model: int, n_heads: int, pairs: int) -> Comparison:
+    """3. EncoderLayer forward+backward against nn.TransformerEncoderLayer."""
+    d_ff = 4 * d_model
+    theirs = nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout=0.0, batch_first=True)
+    ours = EncoderLayer(d_model, n_heads, d_ff)
+    x = torch.randn(B, T, d_model)
+    return interleaved(
+        f"EncoderLayer fwd+bwd (B={B}, T={T}, d_model={d_model}, {n_heads} heads)",
+        forward_backward(lambda: ours(x)),
+        forward_backward(lambda: theirs(x)),
+        pairs,
+        target="<= 1.1",
+    )
+
+
+class TorchGPT(nn.Module):
+    """The same decoder-only model as course_lib.GPT, built from nn.TransformerEncoderLayer."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        c = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
+        self.position_embedding = nn.Embedding(c.context_length, c.d_model)
+        layer = nn.TransformerEncoderLayer(
+            c.d_model, c.n_heads, 4 * c.d_model, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, c.n_layers, norm=nn.LayerNorm(c.d_model), enable_nested_tensor=False)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.lm_head.weight = self.token_embedding.weight
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        T = token_ids.shape[1]
+        x = self.token_embedding(token_ids) + self.position_embedding.weight[:T]  # (B, T, d_model)
+        blocked = ~causal_mask(T)  # PyTorch's convention: True = blocked
+        x = self.blocks(x, mask=blocked, is_causal=True)  # (B, T, d_model)
+        return self.lm_head(x)  # (B, T, V)
+
+
+def bench_gpt_training_step(config: GPTConfig, B: int, pairs: int) -> Comparison:
+    """4. A whole GPT training step (forward, loss, backward, AdamW step)."""
+    ours, theirs = GPT(config), TorchGPT(config)
+    token_ids = torch.randint(0, config.vocab_size, (B, config.context_length + 1))
+    inputs, targets = token_ids[:, :-1], token_ids[:, 1:]
+
+    def training_step(model, optimizer):
+        def step():
+            logits = model(inputs)  # (B, T, V)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    return interleaved(
+        f"GPT training step (B={B}, T={config.context_length}, d_model={config.d_model}, {config.n_layers} layers)",
+        training_step(ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
+        training_step(theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4)),
+        pairs,
+        target="<= 1.1",
+    )
+
+
+def bench_generation(config: GPTConfig, new_tokens: int, pairs: int) -> Comparison:
+    """5. Generation with the key/value cache against recomputing the whole sequence each step.
+
+    Here "ours" is the cached version, so the *speed-up* is theirs / ours = 1 / ratio.
+    """
+    model = GPT(config).eval()
+    prompt = torch.randint(0, config.vocab_size, (1, 8))
+    return interleaved(
+        f"generate {new_tokens} tokens: KV cache vs recomputing",
+        lambda: generate(model, prompt, new_tokens, temperature=0, use_cache=True),
+        lambda: generate(model, prompt, new_tokens, temperature=0, use_cache=False),
+        pairs,
+        target=">= 5x faster at 512" if new_tokens >= 512 else "",
+        warmup=0,
+    )
+
+
+def time_notebooks(folder: Path, timeout: int = 300) -> list[tuple[str, float]]:
+    """6. Wall time of executing every lesson notebook with nbclient (kernel start included)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    timings = []
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        client = NotebookClient(
+            notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+        )
+        timings.append((path.name, time_once(client.execute)))
+    return timings
+
+
+def machine_description() -> str:
+    import os
+
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+    )
+
+
+def format_table(comparisons: list[Comparison]) -> str:
+    lines = [
+        "| # | comparison | ours (median s) | PyTorch (median s) | median ratio ours/PyTorch | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, c in enumerate(comparisons, 1):
+        lines.append(
+            f"| {index} | {c.name} | {c.ours_median:.4f} | {c.theirs_median:.4f} | {c.ratio:.2f} | {c.target} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--pairs", type=int, default=7, help="A/B pairs per comparison (default 7)")
+    parser.add_argument("--out", default="BENCHMARKS.md", help="where to write the report")
+    parser.add_argument("--skip-notebooks", action="store_true", help="do not time the lesson notebooks")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    pairs = 3 if args.quick else args.pairs
+
+    scale = 8 if args.quick else 1
+    comparisons: list[Comparison] = []
+    for T in (256, 1024):
+        comparisons += bench_attention(T // scale, B=8 // scale if args.quick else 8, pairs=pairs)
+    comparisons.append(
+        bench_multi_head_attention(8 // scale if args.quick else 8, 1024 // scale, 768 // scale, 12, pairs)
+    )
+    comparisons.append(bench_encoder_layer(8, 512 // scale, 512 // scale, 8, pairs))
+    gpt_config = GPTConfig(vocab_size=256, context_length=256 // scale, d_model=256 // scale, n_heads=4, n_layers=4)
+    comparisons.append(bench_gpt_training_step(gpt_config, B=8, pairs=pairs))
+    generation_config = GPTConfig(vocab_size=256, context_length=520, d_model=256 // scale, n_heads=4, n_layers=4)
+    for new_tokens in (128, 512):
+        comparisons.append(bench_generation(generation_config, new_tokens // scale, pairs=max(2, pairs // 2)))
+
+    table = format_table(comparisons)
+    print(table)
+    report = ["# Benchmarks", "", f"Machine: {machine_description()}.", "", table, ""]
+    if not args.skip_notebooks:
+        timings = time_notebooks(Path(__file__).resolve().parents[1] / "notebooks")
+        notebook_table = ["| notebook | execution time (s) | target |", "|---|---|---|"]
+        notebook_table += [f"| {name} | {seconds:.1f} | <= 60 |" for name, seconds in timings]
+        print("\n".join(notebook_table))
+        report += ["## Lesson notebooks (nbclient, kernel start included)", "", *notebook_table, ""]
+    Path(args.out).write_text("\n".join(report))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,917 @@
+"""The corpus of lesson 11: sentences from a small probabilistic grammar, with exact probabilities.
+
+Why a grammar of our own? Because then we know the *true* probability of every sentence, so
+we know the lowest loss any language model can reach on it (the entropy floor), and we can
+check whether a trained model gets there.
+
+The sentences read like simple English::
+
+    if the dog that the cats chase sleeps ( the girl sings ) , then the farmers wait .
+
+and carry three long-range dependencies that a model can only get right by looking far back
+(attention), not by looking at the last two words (a trigram):
+
+1. **agreement**: a verb agrees in number with its subject, across a relative clause
+   ("the dog that the cats chase *sleeps*": 5 or more tokens from noun to verb);
+2. **brackets**: asides in ``( )``, ``[ ]`` or ``{ }``, nested up to depth 3, closed in order;
+3. **opening choice**: a sentence that opens with "if" continues with ", then"; one that opens
+   with "either" continues with ", or".
+
+How the probabilities stay exact
+--------------------------------
+The sampler makes each random choice at the moment the next word reveals it, and gives that
+word the log-probability of every choice made since the previous word. Every choice point
+has options that start with different words, so the words determine the choices (the
+grammar is unambiguous; ``parse_sentence`` recovers every choice from the words alone, and
+the tests check it). Hence the log-probability stored with a word is exactly
+``log p(word | the words before it)``, and the sum over a sentence is ``log p(sentence)``.
+
+The entropy floor per token is ``E[-log p(sentence)] / E[number of tokens]``, where the tokens
+of a sentence are its words plus the end-of-sentence token ``<eos>`` (the model reads ``<bos>``
+first and must predict every word and then ``<eos>``). ``estimate_entropy_floor`` estimates it
+by Monte Carlo, with its standard error.
+
+Built in lesson 11 (train a tiny GPT).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from course_lib.models import GPT, GPTConfig
+from course_lib.tokenization import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, WordTokenizer
+
+# ----------------------------------------------------------------------------------------
+# The grammar: words and probabilities
+# ----------------------------------------------------------------------------------------
+
+NOUNS: dict[str, tuple[str, str]] = {
+    "dog": ("dog", "dogs"),
+    "cat": ("cat", "cats"),
+    "bird": ("bird", "birds"),
+    "fox": ("fox", "foxes"),
+    "child": ("child", "children"),
+    "girl": ("girl", "girls"),
+    "farmer": ("farmer", "farmers"),
+    "teacher": ("teacher", "teachers"),
+}
+"""Noun -> (singular, plural). Every form is a different word, so the word shows the number."""
+
+TRANSITIVE_VERBS: dict[str, tuple[str, str]] = {
+    "see": ("sees", "see"),
+    "like": ("likes", "like"),
+    "chase": ("chases", "chase"),
+    "help": ("helps", "help"),
+    "follow": ("follows", "follow"),
+    "find": ("finds", "find"),
+}
+"""Verb that takes an object -> (form after a singular subject, form after a plural subject)."""
+
+INTRANSITIVE_VERBS: dict[str, tuple[str, str]] = {
+    "sleep": ("sleeps", "sleep"),
+    "run": ("runs", "run"),
+    "sing": ("sings", "sing"),
+    "wait": ("waits", "wait"),
+    "laugh": ("laughs", "laugh"),
+}
+"""Verb without an object -> (singular form, plural form)."""
+
+ADJECTIVES: tuple[str, ...] = ("big", "small", "old", "young", "happy", "hungry")
+PREPOSITIONS: tuple[str, ...] = ("in", "near", "behind")
+PLACES: tuple[str, ...] = ("park", "garden", "house", "river", "forest")
+BRACKETS: dict[str, str] = {"(": ")", "[": "]", "{": "}"}
+"""Opening bracket -> its closing bracket."""
+
+FORMS: dict[str, float] = {"plain": 0.4, "if": 0.2, "either": 0.2, "when": 0.2}
+"""How a sentence opens, with probabilities:
+
+* plain: ``CLAUSE .``
+* if: ``if CLAUSE , then CLAUSE .``
+* either: ``either CLAUSE , or CLAUSE .``
+* when: ``when CLAUSE , CLAUSE .``
+"""
+
+CONNECTIVES: dict[str, str | None] = {"plain": None, "if": "then", "either": "or", "when": None}
+"""The word that must follow the comma, fixed by the sentence's first word."""
+
+P_ADJECTIVE = 0.25
+"""Probability that a noun phrase has an adjective ("the old dog")."""
+P_RELATIVE = 0.5
+"""Probability that a subject has a relative clause ("the dog that the cats chase")."""
+RELATIVE_KINDS: dict[str, float] = {"subject": 1 / 3, "object": 1 / 3, "place": 1 / 3}
+"""Relative clauses: "that sees the cat" (subject), "that the cat sees" (object),
+"that sleeps in the park" (place). Each has at least 4 words, so the main verb comes 5 or more
+tokens after its subject noun."""
+P_TRANSITIVE = 0.5
+"""Probability that the main verb takes an object."""
+P_PLACE = 0.4
+"""Probability that a verb without an object is followed by a place ("runs near the river")."""
+P_ASIDE_BY_DEPTH: tuple[float, ...] = (0.35, 0.3, 0.25)
+"""Probability that a clause at bracket depth 0, 1, 2 is followed by a bracketed aside. A clause
+at depth 3 has none, so brackets nest at most 3 deep."""
+MAX_DEPTH = len(P_ASIDE_BY_DEPTH)
+
+ROLE_AGREEMENT = "agreeing verb"
+ROLE_CLOSING = "closing bracket"
+ROLE_CONNECTIVE = "then / or"
+ROLES: tuple[str, ...] = (ROLE_AGREEMENT, ROLE_CLOSING, ROLE_CONNECTIVE)
+"""The long-range positions the lesson looks at:
+
+* ``agreeing verb``: a verb whose subject noun is 5 or more tokens back (across a relative clause);
+* ``closing bracket``: any closing bracket;
+* ``then / or``: the word after the comma in an "if" or "either" sentence.
+"""
+
+
+def vocabulary_words() -> list[str]:
+    """Every word the grammar can write, in a fixed order (the word tokenizer's vocabulary)."""
+    words = [".", ",", "the", "that", "if", "then", "either", "or", "when"]
+    words += [form for pair in NOUNS.values() for form in pair]
+    words += [form for pair in TRANSITIVE_VERBS.values() for form in pair]
+    words += [form for pair in INTRANSITIVE_VERBS.values() for form in pair]
+    words += list(ADJECTIVES) + list(PREPOSITIONS) + list(PLACES)
+    words += [symbol for pair in BRACKETS.items() for symbol in pair]
+    return words
+
+
+def make_tokenizer() -> WordTokenizer:
+    """The word-level tokenizer of the tiny GPT: special tokens, then ``vocabulary_words()``."""
+    return WordTokenizer(list(SPECIAL_TOKENS) + vocabulary_words())
+
+
+# ----------------------------------------------------------------------------------------
+# The sampler
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sentence:
+    """One sampled sentence.
+
+    ``words`` are the words; ``log_probs`` and ``roles`` have one entry per *token*, that is
+    per word plus one for ``<eos>``: ``log_probs[i]`` is ``log p(token i | tokens before it)``
+    under the grammar, ``roles[i]`` is one of ``ROLES`` or "". ``choices`` is the derivation:
+    every random choice, in order, as ``(name, outcome)``.
+    """
+
+    words: list[str]
+    log_probs: list[float]
+    roles: list[str]
+    choices: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    @property
+    def n_tokens(self) -> int:
+        """Words plus ``<eos>``: the number of predictions a model makes on this sentence."""
+        return len(self.words) + 1
+
+    @property
+    def log_prob(self) -> float:
+        """``log p(sentence)``: the sum of the per-token log-probabilities."""
+        return math.fsum(self.log_probs)
+
+
+def _draw(rng: random.Random, options: dict[str, float]) -> str:
+    """Pick one option with its probability: walk the cumulative distribution up to a uniform draw."""
+    draw = rng.random()
+    for option, probability in options.items():
+        draw -= probability
+        if draw < 0:
+            return option
+    return option  # only reached through rounding when draw is within 1e-16 of 1
+
+
+class _Writer:
+    """Collects words while the grammar runs; either samples choices or reads them off words.
+
+    Sampling (``words=None``): ``choose`` draws with ``rng``. Parsing (``words`` given):
+    ``choose`` picks the option whose first word is the next word, so a parse fails loudly
+    if two options could start with the same word.
+    """
+
+    def __init__(self, rng: random.Random | None, words: Sequence[str] | None = None):
+        self.rng = rng
+        self.target = list(words) if words is not None else None
+        self.words: list[str] = []
+        self.log_probs: list[float] = []
+        self.roles: list[str] = []
+        self.choices: list[tuple[str, str]] = []
+        self.pending = 0.0  # log-probability of the choices not yet revealed by a word
+
+    def next_word(self) -> str | None:
+        """In parsing mode, the word that comes next (None at the end)."""
+        index = len(self.words)
+        return self.target[index] if index < len(self.target) else None
+
+    def choose(self, name: str, options: dict[str, float], first_words: dict[str, set[str]]) -> str:
+        """Make one choice; ``first_words[option]`` is the set of words that option can start with."""
+        if self.target is None:
+            outcome = _draw(self.rng, options)
+        else:
+            word = self.next_word()
+            matches = [option for option in options if word in first_words[option]]
+            if len(matches) != 1:
+                raise ValueError(
+                    f"parse_sentence: at word {len(self.words)} ({word!r}) the choice {name!r} "
+                    f"matches {len(matches)} options {matches}; the sentence is not in the grammar"
+                )
+            outcome = matches[0]
+        self.pending += math.log(options[outcome])
+        self.choices.append((name, outcome))
+        return outcome
+
+    def emit(self, word: str, role: str = "") -> None:
+        """Write one word; it carries the log-probability of the choices it reveals."""
+        if self.target is not None and self.next_word() != word:
+            raise ValueError(
+                f"parse_sentence: expected {word!r} at word {len(self.words)}, got {self.next_word()!r}; "
+                "the sentence is not in the grammar"
+            )
+        self.words.append(word)
+        self.log_probs.append(self.pending)
+        self.roles.append(role)
+        self.pending = 0.0
+
+
+def _uniform(names) -> dict[str, float]:
+    names = list(names)
+    return {name: 1.0 / len(names) for name in names}
+
+
+def _yes_no(p_yes: float) -> dict[str, float]:
+    return {"yes": p_yes, "no": 1.0 - p_yes}
+
+
+def _single_words(words) -> dict[str, set[str]]:
+    return {word: {word} for word in words}
+
+
+# Every choice point: its options with their probabilities (_P_...), and the words each option
+# can start with (_FIRST_...), from which the parser reads the choice off the next word.
+_NOUN_WORDS = {form for pair in NOUNS.values() for form in pair}
+_TRANSITIVE_WORDS = {form for pair in TRANSITIVE_VERBS.values() for form in pair}
+_INTRANSITIVE_WORDS = {form for pair in INTRANSITIVE_VERBS.values() for form in pair}
+_CLAUSE_END_WORDS = {".", ",", *BRACKETS.values()}
+_OPENING_WORDS = set(BRACKETS)
+_VERB_TABLES = {"transitive": TRANSITIVE_VERBS, "intransitive": INTRANSITIVE_VERBS}
+
+_P_ADJECTIVE = _yes_no(P_ADJECTIVE)
+_P_ADJECTIVE_WORD = _uniform(ADJECTIVES)
+_P_NOUN = _uniform(f"{noun}/{number}" for noun in NOUNS for number in ("sg", "pl"))
+_P_RELATIVE = _yes_no(P_RELATIVE)
+_P_TRANSITIVE = _yes_no(P_TRANSITIVE)
+_P_PLACE = _yes_no(P_PLACE)
+_P_PREPOSITION = _uniform(PREPOSITIONS)
+_P_PLACE_WORD = _uniform(PLACES)
+_P_BRACKET = _uniform(BRACKETS)
+_P_ASIDE = [_yes_no(p) for p in P_ASIDE_BY_DEPTH]
+_P_VERB = {kind: _uniform(verbs) for kind, verbs in _VERB_TABLES.items()}
+
+_FIRST_FORM = {"plain": {"the"}, "if": {"if"}, "either": {"either"}, "when": {"when"}}
+_FIRST_ADJECTIVE = {"yes": set(ADJECTIVES), "no": _NOUN_WORDS}
+_FIRST_ADJECTIVE_WORD = _single_words(ADJECTIVES)
+_FIRST_NOUN = {f"{noun}/{number}": {NOUNS[noun][i]} for noun in NOUNS for i, number in enumerate(("sg", "pl"))}
+_FIRST_RELATIVE = {"yes": {"that"}, "no": _TRANSITIVE_WORDS | _INTRANSITIVE_WORDS}
+_FIRST_RELATIVE_KIND = {"subject": _TRANSITIVE_WORDS, "object": {"the"}, "place": _INTRANSITIVE_WORDS}
+_FIRST_TRANSITIVE = {"yes": _TRANSITIVE_WORDS, "no": _INTRANSITIVE_WORDS}
+_FIRST_PLACE = {"yes": set(PREPOSITIONS), "no": _CLAUSE_END_WORDS | _OPENING_WORDS}
+_FIRST_PREPOSITION = _single_words(PREPOSITIONS)
+_FIRST_PLACE_WORD = _single_words(PLACES)
+_FIRST_ASIDE = {"yes": _OPENING_WORDS, "no": _CLAUSE_END_WORDS}
+_FIRST_BRACKET = _single_words(BRACKETS)
+_FIRST_VERB = {kind: {lemma: set(forms) for lemma, forms in verbs.items()} for kind, verbs in _VERB_TABLES.items()}
+
+
+class _Grammar:
+    """The grammar as code: one method per rule. Used both to sample and to parse."""
+
+    def __init__(self, writer: _Writer):
+        self.w = writer
+
+    def sentence(self) -> None:
+        form = self.w.choose("form", FORMS, _FIRST_FORM)
+        if form != "plain":
+            self.w.emit(form)
+        self.clause(depth=0)
+        if form != "plain":
+            self.w.emit(",")
+            connective = CONNECTIVES[form]
+            if connective is not None:
+                self.w.emit(connective, role=ROLE_CONNECTIVE)
+            self.clause(depth=0)
+        self.w.emit(".")
+
+    def clause(self, depth: int) -> None:
+        """``SUBJECT VERB_PHRASE [ASIDE]``; the verb agrees with the subject."""
+        number, has_relative = self.noun_phrase(subject=True)
+        self.verb_phrase(number, role=ROLE_AGREEMENT if has_relative else "")
+        if depth < MAX_DEPTH:
+            self.aside(depth)
+
+    def noun_phrase(self, subject: bool) -> tuple[str, bool]:
+        """``the [ADJECTIVE] NOUN [RELATIVE]``; returns the number and whether a relative clause follows."""
+        self.w.emit("the")
+        if self.w.choose("adjective?", _P_ADJECTIVE, _FIRST_ADJECTIVE) == "yes":
+            self.w.emit(self.w.choose("adjective", _P_ADJECTIVE_WORD, _FIRST_ADJECTIVE_WORD))
+        noun, number = self.w.choose("noun", _P_NOUN, _FIRST_NOUN).split("/")
+        self.w.emit(NOUNS[noun][0 if number == "sg" else 1])
+        if not subject:
+            return number, False
+        if self.w.choose("relative?", _P_RELATIVE, _FIRST_RELATIVE) == "no":
+            return number, False
+        self.relative_clause(number)
+        return number, True
+
+    def relative_clause(self, head_number: str) -> None:
+        """``that VERB OBJECT`` | ``that SUBJECT VERB`` | ``that VERB in the PLACE``."""
+        self.w.emit("that")
+        kind = self.w.choose("relative kind", RELATIVE_KINDS, _FIRST_RELATIVE_KIND)
+        if kind == "subject":
+            self.verb("transitive", head_number)
+            self.noun_phrase(subject=False)
+        elif kind == "object":
+            inner_number, _ = self.noun_phrase(subject=False)
+            self.verb("transitive", inner_number)
+        else:
+            self.verb("intransitive", head_number)
+            self.place()
+
+    def verb(self, kind: str, number: str, role: str = "") -> None:
+        """A transitive or intransitive verb in the form that agrees with ``number``."""
+        lemma = self.w.choose("verb", _P_VERB[kind], _FIRST_VERB[kind])
+        self.w.emit(_VERB_TABLES[kind][lemma][0 if number == "sg" else 1], role=role)
+
+    def verb_phrase(self, number: str, role: str) -> None:
+        """``VERB OBJECT`` | ``VERB [PLACE]``."""
+        if self.w.choose("transitive?", _P_TRANSITIVE, _FIRST_TRANSITIVE) == "yes":
+            self.verb("transitive", number, role)
+            self.noun_phrase(subject=False)
+        else:
+            self.verb("intransitive", number, role)
+            if self.w.choose("place?", _P_PLACE, _FIRST_PLACE) == "yes":
+                self.place()
+
+    def place(self) -> None:
+        """``PREPOSITION the PLACE``."""
+        self.w.emit(self.w.choose("preposition", _P_PREPOSITION, _FIRST_PREPOSITION))
+        self.w.emit("the")
+        self.w.emit(self.w.choose("place", _P_PLACE_WORD, _FIRST_PLACE_WORD))
+
+    def aside(self, depth: int) -> None:
+        """``[ ( CLAUSE ) ]``: an optional bracketed clause, one level deeper."""
+        if self.w.choose("aside?", _P_ASIDE[depth], _FIRST_ASIDE) == "no":
+            return
+        opening = self.w.choose("bracket", _P_BRACKET, _FIRST_BRACKET)
+        self.w.emit(opening)
+        self.clause(depth + 1)
+        self.w.emit(BRACKETS[opening], role=ROLE_CLOSING)
+
+
+def _finish(writer: _Writer) -> Sentence:
+    """Add the ``<eos>`` token: after the final "." the sentence always ends (log-probability 0)."""
+    writer.log_probs.append(writer.pending)
+    writer.roles.append("")
+    return Sentence(writer.words, writer.log_probs, writer.roles, writer.choices)
+
+
+def sample_sentence(rng: random.Random) -> Sentence:
+    """Draw one sentence from the grammar (pass a seeded ``random.Random``).
+
+    Built in lesson 11 (train a tiny GPT).
+    """
+    if not isinstance(rng, random.Random):
+        raise ValueError(f"sample_sentence: rng must be a random.Random, got {type(rng).__name__}")
+    writer = _Writer(rng)
+    _Grammar(writer).sentence()
+    return _finish(writer)
+
+
+def sample_corpus(n_sentences: int, seed: int = 0) -> list[Sentence]:
+    """``n_sentences`` sentences drawn with ``random.Random(seed)``: the same seed, the same corpus."""
+    if isinstance(n_sentences, bool) or not isinstance(n_sentences, int) or n_sentences <= 0:
+        raise ValueError(f"sample_corpus: n_sentences must be a positive int, got {n_sentences!r}")
+    rng = random.Random(seed)
+    return [sample_sentence(rng) for _ in range(n_sentences)]
+
+
+def parse_sentence(words: Sequence[str] | str) -> Sentence:
+    """Recover the derivation and the per-token log-probabilities of a sentence from its words.
+
+    At every choice the parser looks at the next word and keeps the one option that can start
+    with it; if none or several could, or a word does not fit, it raises ``ValueError``. That
+    a parse never needs to guess is what makes the grammar unambiguous.
+
+    Built in lesson 11 (train a tiny GPT).
+    """
+    if isinstance(words, str):
+        words = words.split()
+    writer = _Writer(None, words)
+    _Grammar(writer).sentence()
+    if len(writer.words) != len(words):
+        raise ValueError(
+            f"parse_sentence: the sentence ends after word {len(writer.words)} but has {len(words)} words; "
+            f"the rest {list(words[len(writer.words) :])} is not in the grammar"
+        )
+    return _finish(writer)
+
+
+# ----------------------------------------------------------------------------------------
+# The entropy floor
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloorEstimate:
+    """The entropy floor in nats per token, with its Monte Carlo standard error."""
+
+    nats_per_token: float
+    standard_error: float
+    n_sentences: int
+    mean_tokens_per_sentence: float
+    seed: int
+
+
+def estimate_entropy_floor(n_sentences: int = 200_000, seed: int = 12345) -> FloorEstimate:
+    """Estimate the grammar's entropy per token, the lowest loss any model can reach.
+
+    floor = E[-log p(sentence)] / E[tokens per sentence], estimated by the ratio of the two
+    sums over ``n_sentences`` samples. Its standard error comes from the delta method: with
+    ``d_i = -log p(s_i) - floor * tokens_i``, SE = std(d) / (mean(tokens) * sqrt(n)).
+
+    Built in lesson 11 (train a tiny GPT).
+    """
+    if isinstance(n_sentences, bool) or not isinstance(n_sentences, int) or n_sentences < 2:
+        raise ValueError(f"estimate_entropy_floor: n_sentences must be an int >= 2, got {n_sentences!r}")
+    rng = random.Random(seed)
+    surprisals, lengths = [], []
+    for _ in range(n_sentences):
+        sentence = sample_sentence(rng)
+        surprisals.append(-sentence.log_prob)
+        lengths.append(sentence.n_tokens)
+    surprisal = torch.tensor(surprisals, dtype=torch.float64)  # (n,)
+    length = torch.tensor(lengths, dtype=torch.float64)  # (n,)
+    floor = float(surprisal.sum() / length.sum())
+    residual = surprisal - floor * length  # (n,)
+    standard_error = float(residual.std() / (length.mean() * math.sqrt(n_sentences)))
+    return FloorEstimate(floor, standard_error, n_sentences, float(length.mean()), seed)
+
+
+# ----------------------------------------------------------------------------------------
+# From sentences to tensors, and per-token losses
+# ----------------------------------------------------------------------------------------
+
+
+def encode_sentences(sentences: Sequence[Sentence], tokenizer: WordTokenizer) -> torch.Tensor:
+    """``<bos> words <eos>`` for every sentence, padded with ``<pad>`` (id 0) to the longest.
+
+    Shapes:
+        -> ids (N, 2 + max words). A model reads ``ids[:, :-1]`` and predicts ``ids[:, 1:]``.
+    """
+    if not sentences:
+        raise ValueError("encode_sentences: sentences must not be empty")
+    width = 2 + max(len(sentence.words) for sentence in sentences)
+    ids = torch.full((len(sentences), width), PAD_ID, dtype=torch.long)  # (N, width)
+    for row, sentence in enumerate(sentences):
+        encoded = [BOS_ID] + [tokenizer.token_to_id[word] for word in sentence.words] + [EOS_ID]
+        ids[row, : len(encoded)] = torch.tensor(encoded)
+    return ids
+
+
+def language_model_loss(model, ids: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats per token) of predicting ``ids[:, 1:]`` from ``ids[:, :-1]``,
+    padding excluded: every word and the ``<eos>`` of each sentence count once.
+
+    Shapes:
+        ids (B, T + 1) -> scalar
+    """
+    inputs, targets = ids[:, :-1], ids[:, 1:]  # (B, T) each
+    logits = model(inputs)  # (B, T, V)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD_ID)
+
+
+@torch.no_grad()
+def gpt_token_nll(
+    model, sentences: Sequence[Sentence], tokenizer: WordTokenizer, batch_size: int = 256
+) -> torch.Tensor:
+    """The model's loss ``-log q(token | tokens before)`` on every token, sentence after sentence.
+
+    Shapes:
+        -> (total tokens,), where total tokens = sum of ``sentence.n_tokens``: the same tokens,
+        in the same order, as ``floor_token_nll``.
+    """
+    was_training = model.training
+    model.eval()
+    pieces = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start : start + batch_size]
+        ids = encode_sentences(chunk, tokenizer)  # (b, T + 1)
+        logits = model(ids[:, :-1])  # (b, T, V)
+        log_q = torch.log_softmax(logits.double(), dim=-1)  # (b, T, V)
+        nll = -log_q.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (b, T)
+        for row, sentence in enumerate(chunk):
+            pieces.append(nll[row, : sentence.n_tokens])  # (n_tokens,)
+    model.train(was_training)
+    return torch.cat(pieces)  # (total tokens,)
+
+
+def floor_token_nll(sentences: Sequence[Sentence]) -> torch.Tensor:
+    """The grammar's own ``-log p(token | tokens before)`` on every token: the floor, token by token.
+
+    Shapes:
+        -> (total tokens,)
+    """
+    return -torch.tensor([lp for sentence in sentences for lp in sentence.log_probs], dtype=torch.float64)
+
+
+def token_roles(sentences: Sequence[Sentence]) -> list[str]:
+    """The role of every token (one of ``ROLES`` or ""), aligned with the per-token losses."""
+    return [role for sentence in sentences for role in sentence.roles]
+
+
+def loss_by_role(token_nll: torch.Tensor, roles: Sequence[str]) -> dict[str, float]:
+    """Mean loss over all tokens ("all") and over the tokens of each role in ``ROLES``.
+
+    Shapes:
+        token_nll (N,), roles: N strings
+    """
+    if token_nll.dim() != 1 or token_nll.shape[0] != len(roles):
+        raise ValueError(
+            f"loss_by_role: token_nll must be (N,) with N={len(roles)} like roles, got {tuple(token_nll.shape)}"
+        )
+    result = {"all": float(token_nll.mean())}
+    for role in ROLES:
+        chosen = torch.tensor([r == role for r in roles])  # (N,)
+        result[role] = float(token_nll[chosen].mean()) if bool(chosen.any()) else float("nan")
+    return result
+
+
+# ----------------------------------------------------------------------------------------
+# The baseline: a count-based trigram model
+# ----------------------------------------------------------------------------------------
+
+
+class TrigramModel:
+    """Predict each token from the two tokens before it, by counting (with add-k smoothing).
+
+    ``q(w | u, v) = (count(u, v, w) + k) / (count(u, v) + k * V)``, where the context of the
+    first word is ``(<pad>, <bos>)``. It sees only two tokens back, so it cannot know the number
+    of a subject six words ago, which bracket is open, or whether the sentence began with "if".
+
+    Built in lesson 11 (train a tiny GPT).
+    """
+
+    def __init__(self, tokenizer: WordTokenizer, k: float = 0.01):
+        if k <= 0:
+            raise ValueError(f"TrigramModel: k must be > 0, got {k}")
+        self.tokenizer = tokenizer
+        self.k = k
+        self.counts: Counter = Counter()  # (u, v, w) -> count
+        self.context_counts: Counter = Counter()  # (u, v) -> count
+
+    def _trigrams(self, sentence: Sentence):
+        ids = [PAD_ID, BOS_ID] + [self.tokenizer.token_to_id[w] for w in sentence.words] + [EOS_ID]
+        return zip(ids, ids[1:], ids[2:], strict=False)
+
+    def fit(self, sentences: Sequence[Sentence]) -> TrigramModel:
+        for sentence in sentences:
+            for u, v, w in self._trigrams(sentence):
+                self.counts[(u, v, w)] += 1
+                self.context_counts[(u, v)] += 1
+        return self
+
+    def token_nll(self, sentences: Sequence[Sentence]) -> torch.Tensor:
+        """``-log q(token | two tokens before)`` on every token, aligned with ``floor_token_nll``.
+
+        Shapes:
+            -> (total tokens,)
+        """
+        V = self.tokenizer.vocab_size
+        values = [
+            -math.log((self.counts[(u, v, w)] + self.k) / (self.context_counts[(u, v)] + self.k * V))
+            for sentence in sentences
+            for u, v, w in self._trigrams(sentence)
+        ]
+        return torch.tensor(values, dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------------------
+# The tiny GPT: recipe, batches, training, checkpoint
+# ----------------------------------------------------------------------------------------
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_NAME = "tiny_gpt"
+SNAPSHOT_PREFIX = "snapshot."
+EXAMPLE_SENTENCE = (
+    "if the dog that the cats chase sleeps ( the girls that sing near the river laugh ) , then the child runs ."
+)
+"""A sentence with all three dependencies; the attention snapshots are taken on it."""
+
+
+@dataclass(frozen=True)
+class TinyGPTRecipe:
+    """Everything that decides the shipped checkpoint (model size, data, optimisation)."""
+
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    context_length: int = 128  # the longest possible sentence is 112 words + <bos>
+    batch_size: int = 64
+    peak_lr: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    n_train_sentences: int = 120_000
+    n_heldout_sentences: int = 20_000
+    n_floor_sentences: int = 200_000
+    eval_every: int = 100
+    n_eval_sentences: int = 300
+    snapshot_every: int = 100
+    heldout_seed_offset: int = 1_000_003
+    floor_seed_offset: int = 2_000_003
+
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(
+            vocab_size=vocab_size,
+            context_length=self.context_length,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            n_layers=self.n_layers,
+        )
+
+
+def make_batches(
+    sentences: Sequence[Sentence], tokenizer: WordTokenizer, batch_size: int, seed: int = 0
+) -> list[torch.Tensor]:
+    """Cut the corpus into batches of sentences of similar length (little padding), in a seeded random order.
+
+    Groups of ``16 * batch_size`` consecutive sentences are sorted by length and cut into
+    batches, then all batches are shuffled.
+
+    Shapes:
+        -> list of ids (batch_size, T + 1), T varying from batch to batch
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"make_batches: batch_size must be a positive int, got {batch_size!r}")
+    group = 16 * batch_size
+    batches = []
+    for start in range(0, len(sentences), group):
+        by_length = sorted(sentences[start : start + group], key=lambda sentence: len(sentence.words))
+        for first in range(0, len(by_length), batch_size):
+            batches.append(encode_sentences(by_length[first : first + batch_size], tokenizer))
+    random.Random(seed).shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def attention_maps(model, ids: torch.Tensor) -> torch.Tensor:
+    """Run ``model`` on one sequence and stack every block's attention weights.
+
+    Shapes:
+        ids (1, T) -> (n_layers, n_heads, T, T)
+    """
+    was_training = model.training
+    model.eval()
+    model(ids)
+    maps = torch.stack([block.self_attn.attention_weights[0] for block in model.blocks])  # (n_layers, n_heads, T, T)
+    model.train(was_training)
+    return maps.float()
+
+
+def example_ids(tokenizer: WordTokenizer, sentence: str = EXAMPLE_SENTENCE) -> torch.Tensor:
+    """``<bos>`` plus the words of ``sentence`` (no ``<eos>``), as the model reads them.
+
+    Shapes:
+        -> (1, T)
+    """
+    return torch.tensor([[BOS_ID] + [tokenizer.token_to_id[word] for word in sentence.split()]])  # (1, T)
+
+
+def _seconds_per_step(recipe: TinyGPTRecipe, vocab_size: int, batches: list[torch.Tensor], n_steps: int = 8) -> float:
+    """Time a few optimisation steps of a throwaway model, to fit the schedule into the time budget."""
+    model = GPT(recipe.gpt_config(vocab_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr)
+    start = time.perf_counter()
+    for batch in batches[:n_steps]:
+        loss = language_model_loss(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / n_steps
+
+
+def _paired_summary(
+    model_nll: torch.Tensor, floor_nll: torch.Tensor, sentences: Sequence[Sentence]
+) -> dict[str, float]:
+    """Held-out loss and its excess over the floor, with standard errors over sentences (ratio estimators)."""
+    lengths = torch.tensor([s.n_tokens for s in sentences], dtype=torch.float64)  # (n,)
+    sentence_index = torch.repeat_interleave(torch.arange(len(sentences)), lengths.long())  # (N,)
+    n = len(sentences)
+
+    def ratio_and_se(per_token: torch.Tensor) -> tuple[float, float]:
+        per_sentence = torch.zeros(n, dtype=torch.float64).index_add_(0, sentence_index, per_token.double())  # (n,)
+        ratio = float(per_sentence.sum() / lengths.sum())
+        residual = per_sentence - ratio * lengths  # (n,)
+        return ratio, float(residual.std() / (lengths.mean() * math.sqrt(n)))
+
+    loss, loss_se = ratio_and_se(model_nll)
+    floor, floor_se = ratio_and_se(floor_nll)
+    excess, excess_se = ratio_and_se(model_nll - floor_nll)
+    return {
+        "loss": loss,
+        "loss_se": loss_se,
+        "floor_on_these_sentences": floor,
+        "floor_on_these_sentences_se": floor_se,
+        "excess_over_floor": excess,
+        "excess_over_floor_se": excess_se,
+        "n_sentences": n,
+        "n_tokens": int(lengths.sum()),
+    }
+
+
+def train_gpt_checkpoint(
+    out_dir=CHECKPOINT_DIR, seed: int = 0, time_limit_s: float = 180.0, progress: bool = False
+) -> dict:
+    """Train the tiny GPT of lesson 11 from scratch, measure it, and save the checkpoint.
+
+    1. Estimate the entropy floor (``estimate_entropy_floor``).
+    2. Sample the training corpus and cut it into batches.
+    3. Train with ``course_lib.training.train`` for at most ``time_limit_s`` seconds (the number
+       of steps is fitted to the budget from a short timing run, so the schedule ends on time).
+    4. Measure the held-out loss on fresh sentences, the trigram baseline on the same sentences,
+       and both per role (agreeing verb, closing bracket, then / or).
+    5. Write ``tiny_gpt.safetensors`` (weights and attention snapshots) and ``tiny_gpt.json``
+       (recipe, measurements, training history) into ``out_dir``; print the numbers.
+
+    Returns the dictionary written to ``tiny_gpt.json``.
+
+    Built in lesson 11 (train a tiny GPT).
+    """
+    from safetensors.torch import save_file
+
+    from course_lib.training import train
+
+    if time_limit_s <= 0:
+        raise ValueError(f"train_gpt_checkpoint: time_limit_s must be > 0, got {time_limit_s}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recipe = TinyGPTRecipe()
+    tokenizer = make_tokenizer()
+
+    t0 = time.perf_counter()
+    floor = estimate_entropy_floor(recipe.n_floor_sentences, seed=seed + recipe.floor_seed_offset)
+    print(
+        f"entropy floor: {floor.nats_per_token:.4f} ± {floor.standard_error:.4f} nats/token "
+        f"(Monte Carlo over {floor.n_sentences} sentences, {time.perf_counter() - t0:.1f} s)"
+    )
+    t0 = time.perf_counter()
+    train_sentences = sample_corpus(recipe.n_train_sentences, seed=seed)
+    heldout = sample_corpus(recipe.n_heldout_sentences, seed=seed + recipe.heldout_seed_offset)
+    batches = make_batches(train_sentences, tokenizer, recipe.batch_size, seed=seed)
+    eval_sentences = heldout[: recipe.n_eval_sentences]
+    eval_floor = float(floor_token_nll(eval_sentences).mean())
+    print(
+        f"data: {len(train_sentences)} training sentences, {len(heldout)} held-out ({time.perf_counter() - t0:.1f} s)"
+    )
+
+    wall_start = time.perf_counter()
+    seconds_per_step = _seconds_per_step(recipe, tokenizer.vocab_size, batches)
+    calibration_seconds = time.perf_counter() - wall_start
+    budget = time_limit_s - calibration_seconds
+    n_evals = 0
+    steps = max(1, int(0.97 * budget / seconds_per_step))
+    n_evals = steps // recipe.eval_every
+    steps = max(
+        1, int(0.97 * (budget - n_evals * 0.1 * seconds_per_step * recipe.n_eval_sentences / 10) / seconds_per_step)
+    )
+    print(f"timing: {seconds_per_step * 1000:.0f} ms per step -> {steps} steps planned for {time_limit_s:.0f} s")
+
+    torch.manual_seed(seed)
+    model = GPT(recipe.gpt_config(tokenizer.vocab_size))
+    snapshot_ids = example_ids(tokenizer)
+
+    def evaluate(model) -> dict[str, float]:
+        return {"heldout_loss": float(gpt_token_nll(model, eval_sentences, tokenizer).mean()), "floor": eval_floor}
+
+    history = train(
+        model,
+        lambda step: batches[step % len(batches)],
+        language_model_loss,
+        steps=steps,
+        peak_lr=recipe.peak_lr,
+        warmup_steps=recipe.warmup_steps,
+        weight_decay=recipe.weight_decay,
+        grad_clip=recipe.grad_clip,
+        eval_every=recipe.eval_every,
+        evaluate=evaluate,
+        snapshot_every=recipe.snapshot_every,
+        snapshot=lambda model: attention_maps(model, snapshot_ids),
+        seed=seed,
+        time_limit_s=budget,
+        progress=progress,
+        log_every=10,
+    )
+    training_seconds = calibration_seconds + history.seconds
+    steps_done = history.steps[-1]
+    print(
+        f"training: {steps_done} steps of {recipe.batch_size} sentences in {training_seconds:.1f} s "
+        f"({calibration_seconds:.1f} s timing run + {history.seconds:.1f} s training loop)"
+    )
+
+    t0 = time.perf_counter()
+    gpt_nll = gpt_token_nll(model, heldout, tokenizer)
+    floor_nll = floor_token_nll(heldout)
+    trigram = TrigramModel(tokenizer).fit(train_sentences)
+    trigram_nll = trigram.token_nll(heldout)
+    roles = token_roles(heldout)
+    summary = _paired_summary(gpt_nll, floor_nll, heldout)
+    by_role = {
+        "gpt": loss_by_role(gpt_nll, roles),
+        "trigram": loss_by_role(trigram_nll, roles),
+        "floor": loss_by_role(floor_nll, roles),
+        "count": {role: sum(r == role for r in roles) for role in ROLES},
+    }
+    print(
+        f"held-out loss: {summary['loss']:.4f} ± {summary['loss_se']:.4f} nats/token on {summary['n_tokens']} tokens "
+        f"({len(heldout)} fresh sentences); floor {floor.nats_per_token:.4f} ± {floor.standard_error:.4f}"
+    )
+    print(
+        f"excess over the floor, measured on the same sentences: {summary['excess_over_floor']:.4f} "
+        f"± {summary['excess_over_floor_se']:.4f} nats/token (target: at most 0.01)"
+    )
+    print(f"trigram held-out loss: {by_role['trigram']['all']:.4f} nats/token")
+    for role in ROLES:
+        print(
+            f"  {role:16s} floor {by_role['floor'][role]:.4f}  GPT {by_role['gpt'][role]:.4f}  "
+            f"trigram {by_role['trigram'][role]:.4f}  ({by_role['count'][role]} tokens)"
+        )
+    print(f"(measurement {time.perf_counter() - t0:.1f} s)")
+
+    weights = {name: tensor.detach().float().contiguous() for name, tensor in model.state_dict().items()}
+    if model.config.tie_weights:
+        weights.pop("lm_head.weight")  # the same tensor as token_embedding.weight
+    for step, maps in history.snapshots:
+        weights[f"{SNAPSHOT_PREFIX}{step:06d}"] = maps.contiguous()
+    weights_path = out_dir / f"{CHECKPOINT_NAME}.safetensors"
+    save_file(weights, str(weights_path))
+    info = {
+        "recipe": asdict(recipe),
+        "gpt_config": asdict(model.config),
+        "vocabulary": tokenizer.id_to_token,
+        "seed": seed,
+        "time_limit_s": time_limit_s,
+        "torch_threads": torch.get_num_threads(),
+        "training_seconds": training_seconds,
+        "training_loop_seconds": history.seconds,
+        "steps": steps_done,
+        "steps_planned": steps,
+        "floor": asdict(floor),
+        "heldout": summary,
+        "by_role": by_role,
+        "trigram_k": trigram.k,
+        "snapshot_sentence": EXAMPLE_SENTENCE,
+        "snapshot_steps": [step for step, _ in history.snapshots],
+        "history": history.to_dict(),
+    }
+    (out_dir / f"{CHECKPOINT_NAME}.json").write_text(json.dumps(info, indent=1))
+    size_mb = weights_path.stat().st_size / 1e6
+    print(f"saved {weights_path} ({size_mb:.2f} MB) and {CHECKPOINT_NAME}.json")
+    return info
+
+
+def load_tiny_gpt(directory=CHECKPOINT_DIR) -> tuple[GPT, WordTokenizer, dict]:
+    """Load the checkpoint written by ``train_gpt_checkpoint``: ``(model, tokenizer, info)``.
+
+    ``model`` is in eval mode; ``info`` is the content of ``tiny_gpt.json`` plus
+    ``info["snapshots"]``, a list of ``(step, attention maps (n_layers, n_heads, T, T))``.
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    info = json.loads((directory / f"{CHECKPOINT_NAME}.json").read_text())
+    tokenizer = WordTokenizer(info["vocabulary"])
+    model = GPT(GPTConfig(**info["gpt_config"]))
+    tensors = load_file(str(directory / f"{CHECKPOINT_NAME}.safetensors"))
+    weights = {name: t for name, t in tensors.items() if not name.startswith(SNAPSHOT_PREFIX)}
+    if model.config.tie_weights:
+        weights["lm_head.weight"] = weights["token_embedding.weight"]
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    info["snapshots"] = sorted(
+        (int(name[len(SNAPSHOT_PREFIX) :]), tensor)
+        for name, tensor in tensors.items()
+        if name.startswith(SNAPSHOT_PREFIX)
+    )
+    return model, tokenizer, info

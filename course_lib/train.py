@@ -1,0 +1,364 @@
+"""Rebuild the course's shipped checkpoints, and load them.
+
+From the repository root (any operating system)::
+
+    python -m course_lib.train translator   # lesson 10: checkpoints/translator.*
+    python -m course_lib.train gpt          # lesson 11: checkpoints/gpt.*
+
+The translator recipe lives here: the model's size, the batches, the loss (label-smoothed
+cross-entropy), exact-match evaluation with greedy decoding, the cross-attention
+snapshots, and saving/loading as safetensors (float16 weights) plus a JSON file with the
+configuration, the vocabularies, the training history and the measured accuracies.
+
+Built in lesson 10 (train a translator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from course_lib.generation import greedy_decode
+from course_lib.models import Transformer, TransformerConfig
+from course_lib.training import History, label_smoothed_cross_entropy, train
+from course_lib.translation_data import (
+    TranslationPair,
+    Vocabulary,
+    chinese_vocabulary,
+    encode_pairs,
+    english_vocabulary,
+    make_splits,
+    trim_padding,
+)
+
+TRANSLATOR_NAME = "translator"
+
+
+def default_checkpoint_dir() -> Path:
+    """The repository's ``checkpoints/`` folder (next to the ``course_lib`` package)."""
+    return Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+@dataclass(frozen=True)
+class TranslatorRecipe:
+    """Everything that decides the shipped translator, in one place."""
+
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 3
+    d_ff: int = 512
+    dropout: float = 0.0
+    norm_first: bool = True
+    batch_size: int = 96
+    steps: int = 4000
+    peak_lr: float = 1e-3
+    warmup_steps: int = 200
+    schedule: str = "cosine"
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.1
+    n_train: int = 60_000
+    eval_every: int = 250
+    eval_size: int = 200
+    n_snapshots: int = 12
+    time_limit_s: float = 180.0
+
+
+def build_translator(recipe: TranslatorRecipe, source_vocab: Vocabulary, target_vocab: Vocabulary) -> Transformer:
+    """A course_lib ``Transformer`` of the recipe's size for the two vocabularies."""
+    config = TransformerConfig(
+        src_vocab_size=len(source_vocab),
+        tgt_vocab_size=len(target_vocab),
+        d_model=recipe.d_model,
+        n_heads=recipe.n_heads,
+        n_encoder_layers=recipe.n_layers,
+        n_decoder_layers=recipe.n_layers,
+        d_ff=recipe.d_ff,
+        dropout=recipe.dropout,
+        norm_first=recipe.norm_first,
+        max_len=64,
+        pad_id=source_vocab.pad_id,
+    )
+    return Transformer(config)
+
+
+def batch_sampler(source: torch.Tensor, target: torch.Tensor, batch_size: int, seed: int):
+    """``next_batch(step)`` for ``train``: a random batch of rows, padding columns trimmed.
+
+    Shapes:
+        source (N, S), target (N, T) -> each batch (B, S'), (B, T')
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.randint(0, source.shape[0], (batch_size,), generator=generator)  # (B,)
+        return trim_padding(source[rows]), trim_padding(target[rows])  # (B, S'), (B, T')
+
+    return next_batch
+
+
+def translation_loss(model: Transformer, batch, smoothing: float = 0.1) -> torch.Tensor:
+    """Teacher forcing: the decoder reads ``<bos> y1 .. yn`` and must predict ``y1 .. yn <eos>``.
+
+    Shapes:
+        batch = (source (B, S), target (B, T)) -> scalar
+    """
+    source, target = batch
+    decoder_input, expected = target[:, :-1], target[:, 1:]  # (B, T-1) each
+    logits = model(source, decoder_input)  # (B, T-1, V)
+    V = logits.shape[-1]
+    return label_smoothed_cross_entropy(
+        logits.reshape(-1, V), expected.reshape(-1), smoothing, ignore_index=model.config.pad_id
+    )
+
+
+@torch.no_grad()
+def translate_batch(
+    model: Transformer, pairs: list[TranslationPair], source_vocab: Vocabulary, target_vocab: Vocabulary
+) -> list[list[str]]:
+    """Greedy translations (as Chinese token lists) of a list of pairs' English sides."""
+    source, _ = encode_pairs(pairs, source_vocab, target_vocab)  # (N, S)
+    max_len = source.shape[1] + 12
+    outputs = greedy_decode(model, source, target_vocab.bos_id, target_vocab.eos_id, max_len=max_len)  # (N, 1 + L)
+    return [target_vocab.decode(row) for row in outputs]
+
+
+def exact_match(
+    model: Transformer,
+    pairs: list[TranslationPair],
+    source_vocab: Vocabulary,
+    target_vocab: Vocabulary,
+    batch_size: int = 500,
+) -> tuple[float, list[tuple[TranslationPair, list[str]]]]:
+    """Share of sentences translated exactly right by greedy decoding, and the wrong ones
+    as (pair, model output) tuples."""
+    if not pairs:
+        raise ValueError("exact_match: pairs is empty")
+    wrong = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        for pair, output in zip(chunk, translate_batch(model, chunk, source_vocab, target_vocab), strict=True):
+            if tuple(output) != pair.chinese:
+                wrong.append((pair, output))
+    return 1.0 - len(wrong) / len(pairs), wrong
+
+
+@torch.no_grad()
+def cross_attention(model: Transformer, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-attention weights of every decoder layer, reading the reference target.
+
+    Shapes:
+        source (B, S), target (B, T) with <bos> .. <eos> -> (n_layers, B, n_heads, T - 1, S)
+    """
+    model.eval()
+    model(source, target[:, :-1])  # (B, T-1, V); we want the weights it leaves behind
+    return torch.stack([layer.cross_attn.attention_weights for layer in model.decoder.layers])
+
+
+# ---------------------------------------------------------------- saving and loading
+
+
+def save_translator(
+    directory: Path,
+    model: Transformer,
+    recipe: TranslatorRecipe,
+    history: History,
+    facts: dict,
+    snapshot_steps: list[int],
+    snapshots: torch.Tensor,
+    snapshot_pairs: list[TranslationPair],
+) -> None:
+    """Write ``translator.safetensors`` (float16 weights), ``translator.json`` (config,
+    vocabularies, history, facts) and ``translator_snapshots.safetensors``."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in model.state_dict().items()}
+    weights.pop("output.weight", None)  # tied to the target embedding: stored once
+    save_file(weights, str(directory / f"{TRANSLATOR_NAME}.safetensors"))
+    save_file(
+        {"cross_attention": snapshots.to(torch.float16).contiguous(), "steps": torch.tensor(snapshot_steps)},
+        str(directory / f"{TRANSLATOR_NAME}_snapshots.safetensors"),
+    )
+    info = {
+        "model_config": asdict(model.config),
+        "recipe": asdict(recipe),
+        "source_vocabulary": english_vocabulary().id_to_token,
+        "target_vocabulary": chinese_vocabulary().id_to_token,
+        "snapshot_sentences": [[list(p.english), list(p.chinese)] for p in snapshot_pairs],
+        "history": history.to_dict(),
+        "facts": facts,
+    }
+    (directory / f"{TRANSLATOR_NAME}.json").write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n")
+
+
+def load_translator(directory: Path | str | None = None) -> tuple[Transformer, dict]:
+    """Load the shipped translator (float16 on disk, float32 in memory) and its JSON info.
+
+    Returns ``(model, info)``: the model in eval mode, and the dict written by
+    ``save_translator`` (``info["facts"]`` holds the measured accuracies).
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory) if directory is not None else default_checkpoint_dir()
+    json_path = directory / f"{TRANSLATOR_NAME}.json"
+    if not json_path.exists():
+        raise FileNotFoundError(
+            f"load_translator: {json_path} not found; rebuild it with `python -m course_lib.train translator`"
+        )
+    info = json.loads(json_path.read_text())
+    if info["source_vocabulary"] != english_vocabulary().id_to_token or (
+        info["target_vocabulary"] != chinese_vocabulary().id_to_token
+    ):
+        raise ValueError("load_translator: the checkpoint's vocabularies differ from course_lib.translation_data's")
+    model = Transformer(TransformerConfig(**info["model_config"]))
+    weights = load_file(str(directory / f"{TRANSLATOR_NAME}.safetensors"))
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+    if unexpected or [name for name in missing if name != "output.weight"]:
+        raise ValueError(f"load_translator: weights do not fit the model: missing {missing}, unexpected {unexpected}")
+    model.eval()
+    return model, info
+
+
+def load_translator_snapshots(directory: Path | str | None = None) -> tuple[list[int], torch.Tensor]:
+    """The cross-attention snapshots saved during training.
+
+    Shapes:
+        -> steps (n_snapshots,), weights (n_snapshots, n_layers, n_sentences, n_heads, T, S) float32
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory) if directory is not None else default_checkpoint_dir()
+    tensors = load_file(str(directory / f"{TRANSLATOR_NAME}_snapshots.safetensors"))
+    return tensors["steps"].tolist(), tensors["cross_attention"].float()
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def _round_to_float16(model: Transformer) -> None:
+    """Round the weights to float16 and back, so the model evaluated is the model shipped."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(parameter.to(torch.float16).to(parameter.dtype))
+
+
+def train_translator(
+    out_dir: Path | str | None = None,
+    seed: int = 0,
+    time_limit_s: float | None = None,
+    recipe: TranslatorRecipe | None = None,
+    progress: bool = True,
+    save: bool = True,
+) -> dict:
+    """Generate the data, train the translator, measure it, save it. Returns the facts."""
+    recipe = recipe or TranslatorRecipe()
+    if time_limit_s is not None:
+        recipe = TranslatorRecipe(**{**asdict(recipe), "time_limit_s": time_limit_s})
+    out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir()
+    random.seed(seed)
+    torch.manual_seed(seed)
+    source_vocab, target_vocab = english_vocabulary(), chinese_vocabulary()
+    splits = make_splits(seed=seed, n_train=recipe.n_train)
+    train_source, train_target = encode_pairs(splits["train"], source_vocab, target_vocab)  # (N, S), (N, T)
+    model = build_translator(recipe, source_vocab, target_vocab)
+
+    eval_pairs = splits["val"][: recipe.eval_size]
+    snapshot_pairs = splits["test"][:4]
+    snap_source, snap_target = encode_pairs(snapshot_pairs, source_vocab, target_vocab)  # (4, S), (4, T)
+    snapshot_every = max(recipe.steps // recipe.n_snapshots, 1)
+
+    def evaluate(m):
+        return {"val_exact_match": exact_match(m, eval_pairs, source_vocab, target_vocab)[0]}
+
+    history = train(
+        model,
+        batch_sampler(train_source, train_target, recipe.batch_size, seed),
+        lambda m, batch: translation_loss(m, batch, recipe.label_smoothing),
+        steps=recipe.steps,
+        peak_lr=recipe.peak_lr,
+        warmup_steps=recipe.warmup_steps,
+        schedule=recipe.schedule,
+        weight_decay=recipe.weight_decay,
+        grad_clip=recipe.grad_clip,
+        eval_every=recipe.eval_every,
+        evaluate=evaluate,
+        snapshot_every=snapshot_every,
+        snapshot=lambda m: cross_attention(m, snap_source, snap_target),
+        seed=seed,
+        time_limit_s=recipe.time_limit_s,
+        progress=progress,
+    )
+    _round_to_float16(model)
+    started = time.perf_counter()
+    facts: dict = {
+        "seed": seed,
+        "steps_done": history.steps[-1],
+        "training_seconds": round(history.seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "split_sizes": {name: len(pairs) for name, pairs in splits.items()},
+    }
+    wrong_examples = {}
+    for name in ("val", "test", "long"):
+        accuracy, wrong = exact_match(model, splits[name], source_vocab, target_vocab)
+        facts[f"{name}_exact_match"] = round(accuracy, 5)
+        wrong_examples[name] = [[p.source_text, p.target_text, "".join(output)] for p, output in wrong[:20]]
+    facts["evaluation_seconds"] = round(time.perf_counter() - started, 1)
+    facts["wrong_examples"] = wrong_examples
+    if save:
+        save_translator(
+            out_dir,
+            model,
+            recipe,
+            history,
+            facts,
+            [step for step, _ in history.snapshots],
+            torch.stack([weights for _, weights in history.snapshots]),
+            snapshot_pairs,
+        )
+    return facts
+
+
+def _print_translator_facts(facts: dict, out_dir: Path | None) -> None:
+    print(f"trained {facts['steps_done']} steps in {facts['training_seconds']} s ({facts['torch_threads']} threads)")
+    for name in ("val", "test", "long"):
+        size = facts["split_sizes"][name]
+        print(f"{name:>5} exact match: {100 * facts[f'{name}_exact_match']:.2f}% of {size} sentences")
+    if out_dir is not None:
+        for path in sorted(out_dir.glob(f"{TRANSLATOR_NAME}*")):
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["translator", "gpt"], help="which checkpoint to rebuild")
+    parser.add_argument("--out-dir", type=Path, default=None, help="where to write (default: checkpoints/)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
+    parser.add_argument("--no-save", action="store_true", help="train and report, but write nothing")
+    args = parser.parse_args(argv)
+    out_dir = args.out_dir if args.out_dir is not None else default_checkpoint_dir()
+    if args.what == "translator":
+        facts = train_translator(out_dir, seed=args.seed, time_limit_s=args.time_limit, save=not args.no_save)
+        _print_translator_facts(facts, None if args.no_save else out_dir)
+    else:
+        from course_lib.language_data import train_gpt_checkpoint  # written for lesson 11
+
+        time_limit = args.time_limit if args.time_limit is not None else 180.0
+        train_gpt_checkpoint(out_dir, args.seed, time_limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""End-to-end: the course in a real JupyterLab, driven in headless Chromium.
+
+Each test starts from a copy of the course folder, so nothing it types is saved into the
+repository. Screenshots land in artifacts/browser/.
+"""
+
+import json
+import re
+import shutil
+
+import pytest
+from browser_support import (
+    ROOT,
+    cell,
+    chromium_page,
+    jupyterlab_server,
+    menu,
+    open_notebook,
+    replace_cell_source,
+    require_browser,
+    run_cell,
+    save_screenshot,
+    wait_until_idle,
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    return require_browser()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, chromium):
+    """A JupyterLab server over a scratch copy of the course's notebooks."""
+    course = tmp_path_factory.mktemp("course")
+    for folder in ("notebooks", "exercises", "solutions", "checkpoints"):
+        if (ROOT / folder).exists():
+            shutil.copytree(ROOT / folder, course / folder)
+    with jupyterlab_server(course, tmp_path_factory.mktemp("lab")) as url:
+        yield url
+
+
+@pytest.fixture
+def page(chromium, tmp_path):
+    with chromium_page(chromium, tmp_path / "profile") as page:
+        yield page
+
+
+def step_through_output(page):
+    """The output area that holds the attention step-through widget (it has a 'softmax' stage button)."""
+    return page.locator(".jp-OutputArea-output").filter(
+        has=page.locator(".widget-toggle-button", has_text=re.compile(r"^softmax$"))
+    )
+
+
+def test_lesson_03_runs_and_the_step_through_heatmap_follows_its_controls(page, lab):
+    open_notebook(page, lab, "notebooks/03_self_attention.ipynb")
+    menu(page, "Run", "Run All Cells")
+    wait_until_idle(page)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert page.locator(".jp-RenderedText .ansi-red-fg, .jp-RenderedText:has-text('Traceback')").count() == 0, (
+        f"a cell raised an error ({errors.count()} stderr outputs)"
+    )
+
+    widget = step_through_output(page).first
+    widget.scroll_into_view_if_needed()
+    heatmap = widget.locator("img").first
+    heatmap.wait_for(state="visible")
+    before = heatmap.screenshot()
+    save_screenshot(widget, "lesson03_step_through_before")
+
+    selected = widget.locator(".widget-toggle-button.mod-active").inner_text().strip()
+    other_stage = "QK^T" if selected != "QK^T" else "softmax"
+    widget.locator(".widget-toggle-button", has_text=re.compile(rf"^{re.escape(other_stage)}$")).click()
+    page.wait_for_timeout(1500)
+    after_stage = heatmap.screenshot()
+    assert after_stage != before, "the heatmap did not change when the stage changed"
+
+    sentence = widget.locator("select").first  # the sentence dropdown
+    options = sentence.locator("option").all_inner_texts()
+    assert len(options) > 1
+    sentence.select_option(label=options[1])
+    page.wait_for_timeout(1500)
+    after_sentence = heatmap.screenshot()
+    assert after_sentence != after_stage, "the heatmap did not change when the sentence changed"
+
+    handle = widget.locator(".widget-slider .noUi-handle").first  # the head slider
+    if float(handle.get_attribute("aria-valuemax")) > 0:  # a one-head step-through has nothing to move
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(1500)
+        assert handle.get_attribute("aria-valuenow") != "0.0"
+        assert heatmap.screenshot() != after_sentence, "the heatmap did not change when the head changed"
+    save_screenshot(widget, "lesson03_step_through_after")
+
+
+def first_exercise_cells(notebook_path):
+    """Indices of the set-up cell, the first stub and its check cell, and the solution's source."""
+    exercise = json.loads((ROOT / "exercises" / notebook_path).read_text())["cells"]
+    solution = json.loads((ROOT / "solutions" / notebook_path).read_text())["cells"]
+    sources = ["".join(c["source"]) if c["cell_type"] == "code" else "" for c in exercise]
+    stub = next(i for i, s in enumerate(sources) if "raise NotImplementedError" in s)
+    check = next(i for i in range(stub + 1, len(sources)) if "check_" in sources[i])
+    setup = next(i for i, c in enumerate(exercise) if c["cell_type"] == "code")
+    solved = "".join(solution[stub]["source"])
+    return setup, stub, check, solved
+
+
+def test_an_exercise_check_passes_with_a_right_answer_and_hints_at_a_wrong_one(page, lab):
+    notebook = "03_self_attention.ipynb"
+    setup, stub, check, solved = first_exercise_cells(notebook)
+    assert "sqrt" in solved, "exercise 03.1 is expected to scale the scores by sqrt(d)"
+    open_notebook(page, lab, f"exercises/{notebook}")
+    run_cell(page, setup)
+
+    replace_cell_source(page, stub, solved)
+    run_cell(page, stub)
+    run_cell(page, check)
+    output = cell(page, check).locator(".jp-OutputArea")
+    assert re.search(r"✓ 03\.1", output.inner_text()), output.inner_text()
+    save_screenshot(cell(page, check), "exercise03_right")
+
+    wrong = re.sub(r"math\.sqrt\((\w+)\)", r"\1", solved)  # divide by d instead of sqrt(d)
+    assert wrong != solved
+    replace_cell_source(page, stub, wrong)
+    run_cell(page, stub)
+    run_cell(page, check)
+    text = output.inner_text()
+    assert "CheckFailed" in text and re.search(r"sqrt", text), text
+    save_screenshot(cell(page, check), "exercise03_wrong")

@@ -1,0 +1,222 @@
+"""Tests for course_lib.training: the schedule, label smoothing, clipping, determinism, learning."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.training import History, label_smoothed_cross_entropy, lr_at, train
+
+# ---------------------------------------------------------------- schedule
+
+
+def test_warmup_is_linear_and_reaches_peak_at_warmup_steps():
+    peak, warmup = 2e-3, 10
+    rates = [lr_at(s, peak_lr=peak, warmup_steps=warmup, total_steps=100) for s in range(warmup + 1)]
+    differences = [b - a for a, b in zip(rates, rates[1:], strict=False)]
+    assert all(d > 0 for d in differences)
+    assert max(differences) - min(differences) < 1e-12  # equal increments: a straight line
+    assert rates[warmup] == pytest.approx(peak)
+    assert rates[0] < peak / 5
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "inverse_sqrt"])
+def test_peak_is_the_maximum(schedule):
+    rates = [lr_at(s, peak_lr=1e-3, warmup_steps=20, total_steps=200, schedule=schedule) for s in range(200)]
+    assert max(rates) == pytest.approx(1e-3)
+    assert rates.index(max(rates)) == 20
+
+
+def test_cosine_decays_to_the_floor_along_half_a_cosine():
+    peak, warmup, total, ratio = 1.0, 10, 110, 0.1
+    at = lambda s: lr_at(s, peak_lr=peak, warmup_steps=warmup, total_steps=total, min_lr_ratio=ratio)  # noqa: E731
+    middle = warmup + (total - warmup) // 2
+    assert at(middle) == pytest.approx(ratio + (1 - ratio) * 0.5)  # halfway: halfway between peak and floor
+    assert at(total) == pytest.approx(ratio)
+    assert at(total + 50) == pytest.approx(ratio)
+    decay = [at(s) for s in range(warmup, total + 1)]
+    assert all(b <= a for a, b in zip(decay, decay[1:], strict=False))
+
+
+def test_inverse_sqrt_follows_one_over_root_step():
+    warmup = 16
+    at = lambda s: lr_at(s, peak_lr=1.0, warmup_steps=warmup, total_steps=1000, schedule="inverse_sqrt")  # noqa: E731
+    assert at(4 * warmup) == pytest.approx(0.5)
+    assert at(64 * warmup) == pytest.approx(1 / 8)
+
+
+def test_lr_at_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="lr_at"):
+        lr_at(0, peak_lr=1e-3, warmup_steps=10, total_steps=100, schedule="linear")
+    with pytest.raises(ValueError, match="step"):
+        lr_at(-1, peak_lr=1e-3, warmup_steps=10, total_steps=100)
+
+
+# ---------------------------------------------------------------- label smoothing
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_label_smoothing_equals_pytorch(smoothing):
+    logits = torch.randn(12, 7)
+    targets = torch.randint(0, 7, (12,))
+    targets[[2, 5]] = -100
+    ours = label_smoothed_cross_entropy(logits, targets, smoothing=smoothing)
+    theirs = F.cross_entropy(logits, targets, ignore_index=-100, label_smoothing=smoothing)
+    assert torch.allclose(ours, theirs, atol=1e-12)
+
+
+def test_label_smoothing_with_a_pad_id_as_ignore_index():
+    logits = torch.randn(9, 5)
+    targets = torch.tensor([0, 1, 2, 3, 4, 0, 0, 1, 2])
+    ours = label_smoothed_cross_entropy(logits, targets, smoothing=0.1, ignore_index=0)
+    theirs = F.cross_entropy(logits, targets, ignore_index=0, label_smoothing=0.1)
+    assert torch.allclose(ours, theirs, atol=1e-12)
+
+
+def test_label_smoothing_checks_shapes():
+    with pytest.raises(ValueError, match=r"label_smoothed_cross_entropy: logits must be \(N, V\)"):
+        label_smoothed_cross_entropy(torch.randn(2, 3, 5), torch.zeros(6, dtype=torch.long))
+    with pytest.raises(ValueError, match="targets"):
+        label_smoothed_cross_entropy(torch.randn(6, 5), torch.zeros(4, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def regression_task(seed: int = 1):
+    """A tiny linear regression: a model, a batch function and a loss function."""
+    generator = torch.Generator().manual_seed(seed)
+    true_weight = torch.randn(4, 1, generator=generator)
+    inputs = torch.randn(64, 4, generator=generator)
+    outputs = inputs @ true_weight
+
+    def next_batch(step):
+        rows = torch.randint(0, 64, (16,))  # drawn from torch's global generator, seeded by train
+        return inputs[rows], outputs[rows]
+
+    def loss_fn(model, batch):
+        x, y = batch
+        return F.mse_loss(model(x), y)
+
+    return next_batch, loss_fn
+
+
+def test_loss_falls_on_a_tiny_model():
+    next_batch, loss_fn = regression_task()
+    torch.manual_seed(3)
+    model = nn.Linear(4, 1)
+    history = train(model, next_batch, loss_fn, steps=200, peak_lr=5e-2, warmup_steps=10, progress=False)
+    assert history.train_loss[-1] < 0.01 * history.train_loss[0]
+    assert history.steps[-1] == 200
+    assert len(history.steps) == len(history.train_loss) == len(history.lr)
+
+
+def test_same_seed_gives_the_same_losses():
+    next_batch, loss_fn = regression_task()
+    runs = []
+    for seed in (7, 7, 8):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Linear(8, 1))
+        runs.append(train(model, next_batch, loss_fn, steps=30, seed=seed, progress=False, log_every=1).train_loss)
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_gradient_clipping_bounds_the_update():
+    """The gradient the optimizer sees has norm at most grad_clip, however large the loss."""
+    seen_norms = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(3))
+
+        def forward(self):
+            return (1000.0 * self.weight**2).sum()
+
+    original_step = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        gradient = self.param_groups[0]["params"][0].grad
+        seen_norms.append(torch.linalg.vector_norm(gradient).item())
+        return original_step(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = spy
+    try:
+        train(Probe(), lambda s: None, lambda m, b: m(), steps=3, grad_clip=0.5, warmup_steps=0, progress=False)
+        clipped = list(seen_norms)
+        seen_norms.clear()
+        train(Probe(), lambda s: None, lambda m, b: m(), steps=1, grad_clip=None, progress=False)
+    finally:
+        torch.optim.AdamW.step = original_step
+    assert all(norm <= 0.5 + 1e-9 for norm in clipped)
+    assert seen_norms[0] > 100  # without clipping the same gradient is huge (2000 * sqrt(3))
+
+
+def test_learning_rate_follows_the_schedule():
+    next_batch, loss_fn = regression_task()
+    history = train(
+        nn.Linear(4, 1), next_batch, loss_fn, steps=50, peak_lr=1e-2, warmup_steps=5, progress=False, log_every=1
+    )
+    expected = [lr_at(s - 1, peak_lr=1e-2, warmup_steps=5, total_steps=50) for s in history.steps]
+    assert history.lr == pytest.approx(expected)
+
+
+def test_evaluate_and_snapshot_run_in_eval_mode_without_gradients():
+    next_batch, loss_fn = regression_task()
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 1))
+    modes = []
+
+    def evaluate(m):
+        modes.append((m.training, torch.is_grad_enabled()))
+        return {"score": 1.0}
+
+    def snapshot(m):
+        modes.append((m.training, torch.is_grad_enabled()))
+        return m[0].weight.clone()
+
+    training_modes = []
+
+    def loss_in_train_mode(m, batch):
+        training_modes.append(m.training)
+        return loss_fn(m, batch)
+
+    history = train(
+        model,
+        next_batch,
+        loss_in_train_mode,
+        steps=20,
+        eval_every=5,
+        evaluate=evaluate,
+        snapshot_every=10,
+        snapshot=snapshot,
+        progress=False,
+    )
+    assert all(training_modes)
+    assert all(mode == (False, False) for mode in modes)
+    assert history.eval_steps == [5, 10, 15, 20]
+    assert [step for step, _ in history.snapshots] == [0, 10, 20]
+    assert not torch.equal(history.snapshots[0][1], history.snapshots[-1][1])  # the weights moved
+    assert history.metric("score") == [1.0] * 4
+
+
+def test_time_limit_stops_early():
+    next_batch, loss_fn = regression_task()
+    history = train(nn.Linear(4, 1), next_batch, loss_fn, steps=10**7, time_limit_s=0.2, progress=False)
+    assert history.steps[-1] < 10**7
+    assert history.seconds < 5
+    assert math.isfinite(history.train_loss[-1])
+
+
+def test_history_round_trips_through_a_dict():
+    history = History(steps=[1, 2], train_loss=[2.0, 1.0], lr=[0.1, 0.2], eval_steps=[2], eval_metrics=[{"a": 1.0}])
+    assert History.from_dict(history.to_dict()) == history
+
+
+def test_train_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="train: steps"):
+        train(nn.Linear(1, 1), lambda s: None, lambda m, b: None, steps=0)
+    with pytest.raises(ValueError, match="evaluate"):
+        train(nn.Linear(1, 1), lambda s: None, lambda m, b: None, steps=1, eval_every=5)
