@@ -1,7 +1,7 @@
 # Shortcuts for `python tasks.py ...` (the same commands work without make, e.g. on Windows).
 PYTHON ?= python3
 
-.PHONY: lab test setup lint fix bench
+.PHONY: lab test setup lint fix bench site slides
 lab:
 	$(PYTHON) tasks.py lab
 test:
@@ -14,3 +14,7 @@ fix:
 	$(PYTHON) tasks.py fix
 bench:
 	$(PYTHON) tasks.py bench
+site:
+	$(PYTHON) tasks.py site
+slides:
+	$(PYTHON) tasks.py slides

@@ -6,6 +6,8 @@
     python tasks.py lint    only ruff check + ruff format --check
     python tasks.py fix     let ruff fix what it can and format the code
     python tasks.py bench   time course_lib against PyTorch's modules; writes BENCHMARKS.md
+    python tasks.py site    render every lesson to an offline HTML site in site/
+    python tasks.py slides  render every lesson to an offline reveal.js deck in slides/
 
 Setting up means: create an isolated virtual environment in .venv, then install the
 course (course_lib, all its dependencies and the optional extras) with the versions
@@ -128,6 +130,8 @@ def main(argv: list[str]) -> None:
         lint(setup())
     elif command == "fix":
         fix()
+    elif command in ("site", "slides"):
+        run(setup(), "-m", "course_lib.publish", command, *rest)
     elif command == "bench":
         run(setup(), "-m", "course_lib.bench", *rest)
     else:

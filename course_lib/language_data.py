@@ -161,13 +161,16 @@ class Sentence:
     ``words`` are the words; ``log_probs`` and ``roles`` have one entry per *token*, that is
     per word plus one for ``<eos>``: ``log_probs[i]`` is ``log p(token i | tokens before it)``
     under the grammar, ``roles[i]`` is one of ``ROLES`` or "". ``choices`` is the derivation:
-    every random choice, in order, as ``(name, outcome)``.
+    every random choice, in order, as ``(name, outcome)``. ``links`` are the long-range
+    dependencies as ``(role, i, j)``: word ``j`` (of that role) depends on word ``i`` (the
+    subject noun, the opening bracket, or the sentence's first word).
     """
 
     words: list[str]
     log_probs: list[float]
     roles: list[str]
     choices: list[tuple[str, str]] = field(default_factory=list)
+    links: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -209,6 +212,7 @@ class _Writer:
         self.log_probs: list[float] = []
         self.roles: list[str] = []
         self.choices: list[tuple[str, str]] = []
+        self.links: list[tuple[str, int, int]] = []
         self.pending = 0.0  # log-probability of the choices not yet revealed by a word
 
     def next_word(self) -> str | None:
@@ -233,8 +237,11 @@ class _Writer:
         self.choices.append((name, outcome))
         return outcome
 
-    def emit(self, word: str, role: str = "") -> None:
-        """Write one word; it carries the log-probability of the choices it reveals."""
+    def emit(self, word: str, role: str = "", depends_on: int | None = None) -> int:
+        """Write one word; it carries the log-probability of the choices it reveals. Returns its index.
+
+        ``depends_on``: the index of the earlier word this one depends on (recorded in ``links``).
+        """
         if self.target is not None and self.next_word() != word:
             raise ValueError(
                 f"parse_sentence: expected {word!r} at word {len(self.words)}, got {self.next_word()!r}; "
@@ -244,6 +251,9 @@ class _Writer:
         self.log_probs.append(self.pending)
         self.roles.append(role)
         self.pending = 0.0
+        if depends_on is not None:
+            self.links.append((role, depends_on, len(self.words) - 1))
+        return len(self.words) - 1
 
 
 def _uniform(names) -> dict[str, float]:
@@ -310,30 +320,34 @@ class _Grammar:
             self.w.emit(",")
             connective = CONNECTIVES[form]
             if connective is not None:
-                self.w.emit(connective, role=ROLE_CONNECTIVE)
+                self.w.emit(connective, role=ROLE_CONNECTIVE, depends_on=0)
             self.clause(depth=0)
         self.w.emit(".")
 
     def clause(self, depth: int) -> None:
         """``SUBJECT VERB_PHRASE [ASIDE]``; the verb agrees with the subject."""
-        number, has_relative = self.noun_phrase(subject=True)
-        self.verb_phrase(number, role=ROLE_AGREEMENT if has_relative else "")
+        number, noun_index, has_relative = self.noun_phrase(subject=True)
+        if has_relative:  # the verb is 5 or more words after its subject noun
+            self.verb_phrase(number, role=ROLE_AGREEMENT, depends_on=noun_index)
+        else:
+            self.verb_phrase(number)
         if depth < MAX_DEPTH:
             self.aside(depth)
 
-    def noun_phrase(self, subject: bool) -> tuple[str, bool]:
-        """``the [ADJECTIVE] NOUN [RELATIVE]``; returns the number and whether a relative clause follows."""
+    def noun_phrase(self, subject: bool) -> tuple[str, int, bool]:
+        """``the [ADJECTIVE] NOUN [RELATIVE]``; returns the number, the noun's index and whether a
+        relative clause follows."""
         self.w.emit("the")
         if self.w.choose("adjective?", _P_ADJECTIVE, _FIRST_ADJECTIVE) == "yes":
             self.w.emit(self.w.choose("adjective", _P_ADJECTIVE_WORD, _FIRST_ADJECTIVE_WORD))
         noun, number = self.w.choose("noun", _P_NOUN, _FIRST_NOUN).split("/")
-        self.w.emit(NOUNS[noun][0 if number == "sg" else 1])
+        noun_index = self.w.emit(NOUNS[noun][0 if number == "sg" else 1])
         if not subject:
-            return number, False
+            return number, noun_index, False
         if self.w.choose("relative?", _P_RELATIVE, _FIRST_RELATIVE) == "no":
-            return number, False
+            return number, noun_index, False
         self.relative_clause(number)
-        return number, True
+        return number, noun_index, True
 
     def relative_clause(self, head_number: str) -> None:
         """``that VERB OBJECT`` | ``that SUBJECT VERB`` | ``that VERB in the PLACE``."""
@@ -343,24 +357,24 @@ class _Grammar:
             self.verb("transitive", head_number)
             self.noun_phrase(subject=False)
         elif kind == "object":
-            inner_number, _ = self.noun_phrase(subject=False)
+            inner_number, _, _ = self.noun_phrase(subject=False)
             self.verb("transitive", inner_number)
         else:
             self.verb("intransitive", head_number)
             self.place()
 
-    def verb(self, kind: str, number: str, role: str = "") -> None:
+    def verb(self, kind: str, number: str, role: str = "", depends_on: int | None = None) -> None:
         """A transitive or intransitive verb in the form that agrees with ``number``."""
         lemma = self.w.choose("verb", _P_VERB[kind], _FIRST_VERB[kind])
-        self.w.emit(_VERB_TABLES[kind][lemma][0 if number == "sg" else 1], role=role)
+        self.w.emit(_VERB_TABLES[kind][lemma][0 if number == "sg" else 1], role=role, depends_on=depends_on)
 
-    def verb_phrase(self, number: str, role: str) -> None:
+    def verb_phrase(self, number: str, role: str = "", depends_on: int | None = None) -> None:
         """``VERB OBJECT`` | ``VERB [PLACE]``."""
         if self.w.choose("transitive?", _P_TRANSITIVE, _FIRST_TRANSITIVE) == "yes":
-            self.verb("transitive", number, role)
+            self.verb("transitive", number, role, depends_on)
             self.noun_phrase(subject=False)
         else:
-            self.verb("intransitive", number, role)
+            self.verb("intransitive", number, role, depends_on)
             if self.w.choose("place?", _P_PLACE, _FIRST_PLACE) == "yes":
                 self.place()
 
@@ -375,16 +389,16 @@ class _Grammar:
         if self.w.choose("aside?", _P_ASIDE[depth], _FIRST_ASIDE) == "no":
             return
         opening = self.w.choose("bracket", _P_BRACKET, _FIRST_BRACKET)
-        self.w.emit(opening)
+        opening_index = self.w.emit(opening)
         self.clause(depth + 1)
-        self.w.emit(BRACKETS[opening], role=ROLE_CLOSING)
+        self.w.emit(BRACKETS[opening], role=ROLE_CLOSING, depends_on=opening_index)
 
 
 def _finish(writer: _Writer) -> Sentence:
     """Add the ``<eos>`` token: after the final "." the sentence always ends (log-probability 0)."""
     writer.log_probs.append(writer.pending)
     writer.roles.append("")
-    return Sentence(writer.words, writer.log_probs, writer.roles, writer.choices)
+    return Sentence(writer.words, writer.log_probs, writer.roles, writer.choices, writer.links)
 
 
 def sample_sentence(rng: random.Random) -> Sentence:

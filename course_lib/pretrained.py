@@ -235,7 +235,9 @@ def bert_weights_to_course_lib(state_dict: Mapping[str, torch.Tensor]) -> dict[s
 
 def _check_state_dict(where: str, state_dict) -> None:
     if not isinstance(state_dict, Mapping):
-        raise ValueError(f"{where}: state_dict must be a mapping from names to tensors, got {type(state_dict).__name__}")
+        raise ValueError(
+            f"{where}: state_dict must be a mapping from names to tensors, got {type(state_dict).__name__}"
+        )
     for name, tensor in state_dict.items():
         if not isinstance(tensor, torch.Tensor):
             raise ValueError(f"{where}: state_dict[{name!r}] must be a torch.Tensor, got {type(tensor).__name__}")
@@ -248,7 +250,9 @@ def _load_renamed(where: str, model: nn.Module, renamed: Mapping[str, torch.Tens
     missing = sorted(set(expected) - set(renamed))
     unexpected = sorted(set(renamed) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{where}: the weights do not fit the model; missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{where}: the weights do not fit the model; missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for name, tensor in renamed.items():
         if tensor.shape != expected[name].shape:
             raise ValueError(
@@ -466,7 +470,9 @@ def gpt2_config_from_weights(state_dict: Mapping[str, torch.Tensor], n_heads: in
     layer_indices = {int(m.group(1)) for m in map(_GPT2_BLOCK_PATTERN.fullmatch, weights) if m}
     n_layers = len(layer_indices)
     if n_layers == 0 or layer_indices != set(range(n_layers)):
-        raise ValueError(f"{where}: expected blocks h.0 ... h.N-1 in the state_dict, got indices {sorted(layer_indices)}")
+        raise ValueError(
+            f"{where}: expected blocks h.0 ... h.N-1 in the state_dict, got indices {sorted(layer_indices)}"
+        )
     d_ff = _gpt2_tensor(where, weights, "h.0.mlp.c_fc.weight").shape[1]  # Conv1D: (d_model, d_ff)
     if d_model % n_heads != 0:
         raise ValueError(f"{where}: d_model={d_model} (from wte.weight) is not divisible by n_heads={n_heads}")

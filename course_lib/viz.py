@@ -59,7 +59,9 @@ def setup_style() -> str | None:
         font_manager.fontManager.addfont(str(font_path))
         family = font_manager.FontProperties(fname=str(font_path)).get_name()
     fallbacks = [name for name in ("DejaVu Sans", "Arial", "Liberation Sans") if name != family]
-    matplotlib.rcParams["font.family"] = "sans-serif"
+    # "sans-serif" picks the first installed family of the list above; naming DejaVu Sans
+    # again makes matplotlib fall back to it glyph by glyph (e.g. for "ᵀ", absent from the CJK font).
+    matplotlib.rcParams["font.family"] = ["sans-serif", "DejaVu Sans"]
     matplotlib.rcParams["font.sans-serif"] = ([family] if family else []) + fallbacks
     matplotlib.rcParams["axes.unicode_minus"] = False  # the CJK font has no U+2212 minus sign
     matplotlib.rcParams["figure.dpi"] = 100

@@ -56,7 +56,13 @@ from course_lib.positional import sinusoidal_positional_encoding
 def figure_to_png(figure: Figure, dpi: int = 80, tight: bool = False) -> bytes:
     """Render a matplotlib figure to PNG bytes (``tight=True`` trims the margins: one more draw)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    figure.savefig(
+        buffer,
+        format="png",
+        dpi=dpi,
+        bbox_inches="tight" if tight else None,
+        pil_kwargs={"compress_level": 1},  # fast to encode; the PNG is a few kB larger
+    )
     return buffer.getvalue()
 
 
@@ -358,12 +364,12 @@ def attention_stage(q, k, v, stage: str, causal: bool) -> np.ndarray:
         return (weights if stage == "softmax" else output).double().numpy()
 
 
-_STAGE_TITLES = {
-    "QK^T": r"stage 1: scores $= QK^{\top}$",
-    "÷ sqrt(d_k)": r"stage 2: $QK^{\top} / \sqrt{d_k}$  (d_k = <DK>)",
-    "masked": r"stage 3: $QK^{\top} / \sqrt{d_k}$ with $-\infty$ where the mask blocks",
-    "softmax": r"stage 4: weights $= \mathrm{softmax}(QK^{\top} / \sqrt{d_k})$, each row sums to 1",
-    "× V": r"stage 5: output $= \mathrm{softmax}(QK^{\top} / \sqrt{d_k})\,V$",
+_STAGE_TITLES = {  # plain Unicode, not mathtext: parsing TeX on every redraw would slow the widget down
+    "QK^T": "stage 1: scores = Q·Kᵀ",
+    "÷ sqrt(d_k)": "stage 2: Q·Kᵀ / √d_k   (d_k = <DK>)",
+    "masked": "stage 3: Q·Kᵀ / √d_k, set to -inf where the mask blocks",
+    "softmax": "stage 4: weights = softmax(Q·Kᵀ / √d_k), each row sums to 1",
+    "× V": "stage 5: output = softmax(Q·Kᵀ / √d_k) · V",
 }
 
 

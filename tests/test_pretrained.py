@@ -209,7 +209,9 @@ def test_gpt2_logits_equal_hugging_face(activation_function):
 
 def test_gpt2_exact_gelu_with_explicit_config():
     hf_model = small_gpt2("gelu")
-    config = GPTConfig(vocab_size=100, context_length=64, d_model=64, n_heads=4, n_layers=2, d_ff=256, activation="gelu")
+    config = GPTConfig(
+        vocab_size=100, context_length=64, d_model=64, n_heads=4, n_layers=2, d_ff=256, activation="gelu"
+    )
     ours = load_gpt2(hf_model.state_dict(), config=config)
     ids = torch.randint(0, 100, (2, 9))
     with torch.no_grad():

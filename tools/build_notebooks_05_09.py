@@ -1364,7 +1364,8 @@ print("same as model(src_ids, decoder_input):", torch.allclose(logits, model(src
 
 loss = F.cross_entropy(logits.reshape(-1, len(tgt_vocab)), labels.reshape(-1))
 print(f"teacher-forcing loss of the untrained model: {loss.item():.3f}"
-      f"  (a uniform guess would give log V = {torch.log(torch.tensor(float(len(tgt_vocab)))).item():.3f})")
+      f"  (a uniform guess would give log V = {torch.log(torch.tensor(float(len(tgt_vocab)))).item():.3f}:"
+      " the random model is confidently wrong)")
 """),
         md(r"""
 The causal mask is what makes teacher forcing honest. Change the **last** decoder input token: the logits at
@@ -1582,8 +1583,8 @@ for step in range(12):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+gpt.eval()  # evaluation mode from now on (it has no dropout, but this is the habit)
 print(f"loss after 12 steps: {next_word_loss(gpt, token_ids).item():.3f}")
-gpt.eval()
 """),
         md('Now the running example\'s last question: what comes after *"the cat sat on the mat because it was"*?'),
         code("""
@@ -1615,7 +1616,7 @@ settings = [
     ("temperature 0.5 (sharper)", dict(temperature=0.5)),
     ("temperature 2 (flatter)", dict(temperature=2.0)),
     ("top-k = 3", dict(top_k=3)),
-    ("top-p = 0.8", dict(top_p=0.8)),
+    ("top-p = 0.7", dict(top_p=0.7)),
     ("temperature 0 (greedy)", dict(temperature=0.0)),
 ]
 order = next_logits.argsort(descending=True)  # most likely first
@@ -1678,18 +1679,29 @@ hopeless (there are $V^L$ sequences of length $L$), so we search:
 
 With `beam_size = 1`, only the best extension survives each step: that is greedy decoding, exactly.
 
-We try both on an **untrained** encoder-decoder (lesson 08's model, seeded): the "translations" are nonsense,
-but the search procedures are the real ones. Lesson 10 runs them on a trained translator.
-"""),
+We try both on lesson 08's encoder-decoder, seeded, after only **three** training steps on the
+running example's translation pair: far from trained (lesson 10 trains a real translator), but enough to
+make the search interesting. (We do not tie the output layer here: an untrained *tied* model mostly repeats
+its input token, because the hidden state still resembles that token's own embedding.)"""),
         code("""
 target_words = ["<pad>", "<bos>", "<eos>"] + "猫 坐 在 垫子 上 ， 因为 它 累 了".split()
-src_ids = token_ids + 1  # (1, S): shift ids so that 0 stays free for <pad>
-torch.manual_seed(0)
-translator = Transformer(TransformerConfig(
-    src_vocab_size=V + 1, tgt_vocab_size=len(target_words), d_model=32, n_heads=4,
-    n_encoder_layers=2, n_decoder_layers=2, d_ff=64, dropout=0.0,
-))
 BOS_ID, EOS_ID = 1, 2
+source_vocab = ["<pad>"] + sorted(set(tokens))
+src_ids = torch.tensor([[source_vocab.index(word) for word in tokens]])  # (1, S)
+tgt_ids = torch.tensor([[BOS_ID] + list(range(3, len(target_words))) + [EOS_ID]])  # (1, 12): <bos> 猫 ... 了 <eos>
+
+torch.manual_seed(1)
+translator = Transformer(TransformerConfig(
+    src_vocab_size=len(source_vocab), tgt_vocab_size=len(target_words), d_model=32, n_heads=4,
+    n_encoder_layers=2, n_decoder_layers=2, d_ff=64, dropout=0.0, tie_output=False,
+))
+translator_optimizer = torch.optim.Adam(translator.parameters(), lr=1e-2)
+for step in range(3):  # three steps of teacher forcing (lesson 08), nowhere near trained
+    logits = translator(src_ids, tgt_ids[:, :-1])  # (1, 11, V_tgt)
+    loss = F.cross_entropy(logits.reshape(-1, len(target_words)), tgt_ids[:, 1:].reshape(-1))
+    translator_optimizer.zero_grad()
+    loss.backward()
+    translator_optimizer.step()
 
 
 @torch.no_grad()
@@ -1704,21 +1716,24 @@ def show(name, sequence):
     words = " ".join(target_words[i] for i in sequence[0].tolist())
     L = sequence.shape[1] - 1
     score = sequence_log_prob(translator, src_ids, sequence)
-    print(f"{name:22s} {words:40s} log p = {score:7.3f}, / lp(L={L}) = {score / length_penalty(L, 0.6):7.3f}")
+    print(f"{name:22s} log p = {score:7.3f}, / lp(L={L:2d}) = {score / length_penalty(L, 0.6):7.3f}   {words}")
 
 
-greedy_ids = greedy_decode(translator, src_ids, BOS_ID, EOS_ID, max_len=8)
-beam1_ids = beam_search(translator, src_ids, BOS_ID, EOS_ID, beam_size=1, max_len=8)
+show("reference translation", tgt_ids)
+greedy_ids = greedy_decode(translator, src_ids, BOS_ID, EOS_ID, max_len=12)
+beam1_ids = beam_search(translator, src_ids, BOS_ID, EOS_ID, beam_size=1, max_len=12)
 show("greedy", greedy_ids)
 show("beam_size=1", beam1_ids)
 print("beam_size=1 == greedy:", torch.equal(greedy_ids, beam1_ids))
-for beam_size in (2, 4, 8):
-    show(f"beam_size={beam_size}", beam_search(translator, src_ids, BOS_ID, EOS_ID, beam_size=beam_size, max_len=8))
+for beam_size in (2, 4):
+    show(f"beam_size={beam_size}", beam_search(translator, src_ids, BOS_ID, EOS_ID, beam_size=beam_size, max_len=12))
 """),
         md(r"""
-A wider beam can only find hypotheses with an equal or better (length-normalised) score among those it
-compares; it is still not guaranteed to find the best sequence overall. Note that the untrained model rarely
-chooses `<eos>`, so most hypotheses run to `max_len`.
+Read the scores: beam search finds an output with a **better length-normalised score** than greedy decoding,
+exactly what it is built to do, and yet, for this barely trained model, a *worse translation* (it drops words).
+Search can only be as good as the model's probabilities; with a well trained model the more probable outputs
+are usually the better ones (lesson 10). Beam search is also not guaranteed to find the most probable sequence
+overall: it only compares the hypotheses that survived in its beam.
 
 The length penalty grows slowly with length; a larger $\alpha$ favours longer outputs more strongly:
 """),
@@ -1776,6 +1791,8 @@ time every step. (Timings depend on your machine; this cell's stored numbers are
 """),
         code("""
 # NBVAL_IGNORE_OUTPUT
+threads_before = torch.get_num_threads()
+torch.set_num_threads(1)  # one thread: steadier timings on a busy machine
 torch.manual_seed(0)
 big = GPT(GPTConfig(vocab_size=512, context_length=512, d_model=128, n_heads=4, n_layers=2)).float().eval()
 big_prompt = torch.randint(0, 512, (1, 40))  # (1, 40)
@@ -1801,6 +1818,7 @@ print("same tokens:", torch.equal(ids_cached, ids_full))
 print(f"with cache:    {sum(times_cached):.2f} s for 200 tokens")
 print(f"without cache: {sum(times_full):.2f} s for 200 tokens")
 print(f"speed-up: {sum(times_full) / sum(times_cached):.1f}x")
+torch.set_num_threads(threads_before)
 """),
         code("""
 positions = range(big_prompt.shape[1], big_prompt.shape[1] + 200)

@@ -1,0 +1,169 @@
+"""Publish the course for reading without a kernel: an offline HTML site and reveal.js slides.
+
+    python -m course_lib.publish site   [--out site]     every lesson as HTML + an index page
+    python -m course_lib.publish slides [--out slides]   every lesson as a reveal.js deck
+
+Both work offline: MathJax, require.js, jQuery, reveal.js and Font Awesome are installed from the
+npm registry into ``<out>/assets`` (once; needs ``npm``), and every page points at those local
+copies instead of a CDN. Widgets appear as the static snapshot stored with each notebook (the
+``image/png`` every course widget adds to its output), so pages need no kernel and no widget
+JavaScript. Slides follow each cell's ``slideshow.slide_type``; cells without one are tagged by
+``tag_slides``: a markdown cell that opens with a heading starts a new slide, everything else
+continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import html
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+NPM_PACKAGES = ("reveal.js@4", "requirejs@2", "jquery@2", "mathjax@2", "font-awesome@4")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def install_assets(assets: Path) -> Path:
+    """Install the front-end libraries from the npm registry into ``assets/node_modules`` (once)."""
+    modules = assets / "node_modules"
+    if all((modules / name.split("@")[0]).exists() for name in NPM_PACKAGES):
+        return modules
+    npm = shutil.which("npm") or shutil.which("npm.cmd")
+    if npm is None:
+        raise RuntimeError("publishing needs npm (Node.js) to fetch MathJax and reveal.js; install Node.js first")
+    assets.mkdir(parents=True, exist_ok=True)
+    (assets / "package.json").write_text(json.dumps({"name": "course-assets", "private": True}))
+    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", *NPM_PACKAGES], cwd=assets, check=True)
+    return modules
+
+
+def static_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy whose widget outputs keep only their static snapshot (image/png and text)."""
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+    notebook.metadata.pop("widgets", None)
+    return notebook
+
+
+def tag_slides(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Give every untagged cell a slide type: a heading starts a slide, the rest continues it."""
+    for index, cell in enumerate(notebook.cells):
+        slideshow = cell.metadata.setdefault("slideshow", {})
+        if "slide_type" in slideshow:
+            continue
+        opens_with_heading = cell.cell_type == "markdown" and cell.source.lstrip().startswith("#")
+        slideshow["slide_type"] = "slide" if (opens_with_heading or index == 0) else "-"
+    return notebook
+
+
+def lesson_paths() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def lesson_title(notebook: nbformat.NotebookNode, path: Path) -> str:
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem.replace("_", " ")
+
+
+def asset_urls(prefix: str) -> dict[str, str]:
+    """Exporter settings that point at the local copies, relative to a page (``prefix`` = path to assets/)."""
+    modules = f"{prefix}node_modules"
+    return {
+        "mathjax_url": f"{modules}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
+        "require_js_url": f"{modules}/requirejs/require.js",
+        "jquery_url": f"{modules}/jquery/dist/jquery.min.js",
+        "widget_renderer_url": "",
+    }
+
+
+def navigation_bar(previous: tuple[str, str] | None, following: tuple[str, str] | None) -> str:
+    parts = ['<nav class="course-nav" style="padding:8px 16px;border-bottom:1px solid #ddd;font-family:sans-serif">']
+    parts.append('<a href="index.html">Course outline</a>')
+    if previous:
+        parts.append(f' · <a href="{previous[0]}">← {html.escape(previous[1])}</a>')
+    if following:
+        parts.append(f' · <a href="{following[0]}">{html.escape(following[1])} →</a>')
+    parts.append("</nav>")
+    return "".join(parts)
+
+
+def build_site(out: Path) -> list[Path]:
+    """Render every lesson to ``out/NN_name.html`` plus ``out/index.html``; return the pages."""
+    from nbconvert import HTMLExporter
+
+    install_assets(out / "assets")
+    lessons = [(path, nbformat.read(path, as_version=4)) for path in lesson_paths()]
+    titles = [(f"{path.stem}.html", lesson_title(notebook, path)) for path, notebook in lessons]
+    exporter = HTMLExporter(template_name="lab", **asset_urls("assets/"))
+    pages = []
+    for index, (path, notebook) in enumerate(lessons):
+        body, _ = exporter.from_notebook_node(static_copy(notebook))
+        previous = titles[index - 1] if index > 0 else None
+        following = titles[index + 1] if index + 1 < len(titles) else None
+        body_start = body.index(">", body.index("<body")) + 1  # just inside <body ...>
+        body = body[:body_start] + navigation_bar(previous, following) + body[body_start:]
+        page = out / f"{path.stem}.html"
+        page.write_text(body, encoding="utf-8")
+        pages.append(page)
+    items = "\n".join(f'<li><a href="{href}">{html.escape(title)}</a></li>' for href, title in titles)
+    index_page = out / "index.html"
+    index_page.write_text(
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>Transformers, built step by step</title></head>"
+        "<body style='font-family:sans-serif;max-width:760px;margin:40px auto'>"
+        "<h1>Transformers, built step by step</h1>"
+        "<p>Read each lesson with its stored outputs, figures and widget snapshots. To run them and play "
+        "with the widgets, open the notebooks in JupyterLab (<code>python tasks.py lab</code>).</p>"
+        f"<ol start='0'>{items}</ol></body></html>",
+        encoding="utf-8",
+    )
+    return [index_page, *pages]
+
+
+def build_slides(out: Path) -> list[Path]:
+    """Render every lesson to a reveal.js deck ``out/NN_name.slides.html``; return the decks."""
+    from nbconvert import SlidesExporter
+
+    install_assets(out / "assets")
+    exporter = SlidesExporter(
+        reveal_url_prefix="assets/node_modules/reveal.js",
+        font_awesome_url="assets/node_modules/font-awesome/css/font-awesome.min.css",
+        **asset_urls("assets/"),
+    )
+    decks = []
+    for path in lesson_paths():
+        notebook = tag_slides(static_copy(nbformat.read(path, as_version=4)))
+        body, _ = exporter.from_notebook_node(notebook)
+        deck = out / f"{path.stem}.slides.html"
+        deck.write_text(body, encoding="utf-8")
+        decks.append(deck)
+    return decks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("site", "slides"))
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: site/ or slides/)")
+    args = parser.parse_args(argv)
+    out = (args.out or ROOT / args.what).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    built = build_site(out) if args.what == "site" else build_slides(out)
+    print(f"wrote {len(built)} pages to {out}; open {built[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

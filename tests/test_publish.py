@@ -1,0 +1,88 @@
+"""The offline HTML site and the slides: built from the stored notebooks, opened in Chromium with
+the network switched off. No request may fail, and the pages must show their figures."""
+
+import shutil
+
+import nbformat
+import pytest
+from browser_support import chromium_page, require_browser, save_screenshot
+
+from course_lib import publish
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    return require_browser()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, chromium):
+    if shutil.which("npm") is None and shutil.which("npm.cmd") is None:
+        pytest.skip("publishing needs npm (Node.js)")
+    out = tmp_path_factory.mktemp("published")
+    return out, publish.build_site(out), publish.build_slides(out)
+
+
+def open_offline(page, path):
+    """Load a local page with the network off; return the requests that failed."""
+    failed = []
+    page.on("requestfailed", lambda request: failed.append(f"{request.url} ({request.failure})"))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return failed
+
+
+def test_site_has_an_index_and_every_lesson(built):
+    out, pages, _ = built
+    lessons = publish.lesson_paths()
+    assert (out / "index.html") in pages
+    assert {page.name for page in pages} == {"index.html"} | {f"{p.stem}.html" for p in lessons}
+    index = (out / "index.html").read_text()
+    for lesson in lessons:
+        assert f'href="{lesson.stem}.html"' in index
+
+
+def test_static_copy_keeps_the_widget_snapshot_and_drops_the_live_view():
+    notebook = nbformat.v4.new_notebook()
+    output = nbformat.v4.new_output(
+        "display_data",
+        data={publish.WIDGET_VIEW: {"model_id": "x"}, "image/png": "iVBORw0KGgo=", "text/plain": "widget"},
+    )
+    notebook.cells.append(nbformat.v4.new_code_cell("w", outputs=[output]))
+    data = publish.static_copy(notebook).cells[0].outputs[0]["data"]
+    assert publish.WIDGET_VIEW not in data and "image/png" in data
+    assert publish.WIDGET_VIEW in notebook.cells[0].outputs[0]["data"], "the original must stay untouched"
+
+
+def test_site_pages_load_offline_with_their_figures(built, chromium, tmp_path):
+    out, pages, _ = built
+    with chromium_page(chromium, tmp_path / "profile", offline=True) as page:
+        for html_page in pages:
+            failed = open_offline(page, html_page)
+            assert not failed, f"{html_page.name}: requests failed offline: {failed}"
+            if html_page.name == "index.html":
+                continue
+            page.wait_for_function("() => window.MathJax !== undefined", timeout=20_000)
+            figures = page.evaluate(
+                "() => Array.from(document.querySelectorAll('.jp-OutputArea-output img'))"
+                ".filter(img => img.complete && img.naturalWidth > 0).length"
+            )
+            assert figures > 0, f"{html_page.name} shows no figure"
+        save_screenshot(page, "site_last_lesson")
+
+
+def test_slides_open_offline_and_advance(built, chromium, tmp_path):
+    _, _, decks = built
+    deck = next(d for d in decks if d.name.startswith("03_"))
+    with chromium_page(chromium, tmp_path / "profile", offline=True) as page:
+        failed = open_offline(page, deck)
+        assert not failed, f"requests failed offline: {failed}"
+        page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=20_000)
+        total = page.evaluate("() => Reveal.getTotalSlides()")
+        assert total > 3, f"only {total} slides"
+        first = page.evaluate("() => Reveal.getIndices().h")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"() => Reveal.getIndices().h > {first}", timeout=5_000)
+        save_screenshot(page, "slides_03_second")
