@@ -13,7 +13,7 @@ from course_lib.feedforward import FeedForward
 from course_lib.generation import beam_search, generate, greedy_decode, next_token_probs, sample_next_token
 from course_lib.masks import causal_mask, padding_mask
 from course_lib.models import GPT, GPTConfig, Transformer, TransformerConfig
-from course_lib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads
+from course_lib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads, use_fused_attention
 from course_lib.normalization import LayerNorm, layer_norm
 from course_lib.positional import (
     LearnedPositionalEmbedding,
@@ -51,4 +51,5 @@ __all__ = [
     "scaled_dot_product_attention",
     "sinusoidal_positional_encoding",
     "split_heads",
+    "use_fused_attention",
 ]

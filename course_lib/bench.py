@@ -27,7 +27,7 @@ from course_lib.encoder import EncoderLayer
 from course_lib.generation import generate
 from course_lib.masks import causal_mask
 from course_lib.models import GPT, GPTConfig
-from course_lib.multihead import MultiHeadAttention
+from course_lib.multihead import MultiHeadAttention, use_fused_attention
 
 
 @dataclass
@@ -146,14 +146,15 @@ def bench_multi_head_attention(B: int, T: int, d_model: int, n_heads: int, pairs
     )
 
 
-def bench_encoder_layer(B: int, T: int, d_model: int, n_heads: int, pairs: int) -> Comparison:
-    """3. EncoderLayer forward+backward against nn.TransformerEncoderLayer."""
+def bench_encoder_layer(B: int, T: int, d_model: int, n_heads: int, pairs: int, fused: bool) -> Comparison:
+    """3. EncoderLayer forward+backward against nn.TransformerEncoderLayer (readable or fused attention)."""
     d_ff = 4 * d_model
     theirs = nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout=0.0, batch_first=True)
-    ours = EncoderLayer(d_model, n_heads, d_ff)
+    ours = use_fused_attention(EncoderLayer(d_model, n_heads, d_ff), enabled=fused)
     x = torch.randn(B, T, d_model)
+    path = "fused" if fused else "readable"
     return interleaved(
-        f"EncoderLayer fwd+bwd (B={B}, T={T}, d_model={d_model}, {n_heads} heads)",
+        f"EncoderLayer fwd+bwd, {path} attention (B={B}, T={T}, d_model={d_model}, {n_heads} heads)",
         forward_backward(lambda: ours(x)),
         forward_backward(lambda: theirs(x)),
         pairs,
@@ -184,9 +185,9 @@ class TorchGPT(nn.Module):
         return self.lm_head(x)  # (B, T, V)
 
 
-def bench_gpt_training_step(config: GPTConfig, B: int, pairs: int) -> Comparison:
-    """4. A whole GPT training step (forward, loss, backward, AdamW step)."""
-    ours, theirs = GPT(config), TorchGPT(config)
+def bench_gpt_training_step(config: GPTConfig, B: int, pairs: int, fused: bool) -> Comparison:
+    """4. A whole GPT training step (forward, loss, backward, AdamW step), readable or fused attention."""
+    ours, theirs = use_fused_attention(GPT(config), enabled=fused), TorchGPT(config)
     token_ids = torch.randint(0, config.vocab_size, (B, config.context_length + 1))
     inputs, targets = token_ids[:, :-1], token_ids[:, 1:]
 
@@ -201,7 +202,8 @@ def bench_gpt_training_step(config: GPTConfig, B: int, pairs: int) -> Comparison
         return step
 
     return interleaved(
-        f"GPT training step (B={B}, T={config.context_length}, d_model={config.d_model}, {config.n_layers} layers)",
+        f"GPT training step, {'fused' if fused else 'readable'} attention "
+        f"(B={B}, T={config.context_length}, d_model={config.d_model}, {config.n_layers} layers)",
         training_step(ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
         training_step(theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4)),
         pairs,
@@ -279,9 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     comparisons.append(
         bench_multi_head_attention(8 // scale if args.quick else 8, 1024 // scale, 768 // scale, 12, pairs)
     )
-    comparisons.append(bench_encoder_layer(8, 512 // scale, 512 // scale, 8, pairs))
+    for fused in (False, True):
+        comparisons.append(bench_encoder_layer(8, 512 // scale, 512 // scale, 8, pairs, fused))
     gpt_config = GPTConfig(vocab_size=256, context_length=256 // scale, d_model=256 // scale, n_heads=4, n_layers=4)
-    comparisons.append(bench_gpt_training_step(gpt_config, B=8, pairs=pairs))
+    for fused in (False, True):
+        comparisons.append(bench_gpt_training_step(gpt_config, B=8, pairs=pairs, fused=fused))
     generation_config = GPTConfig(vocab_size=256, context_length=520, d_model=256 // scale, n_heads=4, n_layers=4)
     for new_tokens in (128, 512):
         comparisons.append(bench_generation(generation_config, new_tokens // scale, pairs=max(2, pairs // 2)))

@@ -40,7 +40,7 @@ Checkers and what each expects from the learner (tensors are batch first):
     05.3 check_multi_head_attention            class MultiHeadAttention(d_model, n_heads, dropout=0.0, bias=True),
                                                w_q, w_k, w_v, w_o; forward(query, key, value, mask=None);
                                                keeps .attention_weights (B, n_heads, T_q, T_k)
-    05.4 check_mha_parameter_count            mha_parameter_count(d_model, bias=True) -> int
+    05.4 check_mha_parameter_count             mha_parameter_count(d_model, bias=True) -> int
     06.1 check_layer_norm                      layer_norm(x (..., d), weight (d,), bias (d,), eps=1e-5) -> (..., d)
     06.2 check_feed_forward                    class FeedForward(d_model, d_ff, activation="relu", dropout=0.0),
                                                linear1, linear2; forward(x (B, T, d_model))
@@ -151,6 +151,7 @@ class _Exercise:
         return torch.randint(low, high, shape, generator=self.generator)
 
     def fail(self, problem: str, hint: str, case: str | None = None):
+        __tracebackhide__ = True
         where = f" (case: {case})" if case else ""
         raise CheckFailed(f"{self.id} {self.name}: {problem}{where}.\nHint: {hint}")
 
@@ -175,6 +176,7 @@ def _checker(exercise_id: str, name: str, kind: str = "function"):
 
     def decorate(check):
         def run(learner_object) -> None:
+            __tracebackhide__ = True  # IPython and pytest show the message, not these frames
             ex = _Exercise(exercise_id, name)
             _require_learner_object(ex, learner_object, kind)
             previous_dtype, previous_threads = torch.get_default_dtype(), torch.get_num_threads()
@@ -241,6 +243,7 @@ def _call(
     ex: _Exercise, func, *args, case: str, default_dtype: torch.dtype | None = None, error_hint: str = "", **kwargs
 ):
     """Call the learner's code; turn its errors (and changes to its inputs) into a CheckFailed with a hint."""
+    __tracebackhide__ = True
     snapshots = [_snapshot(arg) for arg in args]
     try:
         with _default_dtype(default_dtype or torch.get_default_dtype()):
@@ -342,6 +345,7 @@ def _compare(
     case. If the learner's result equals one of them (and that mistake makes a difference here),
     the hint names it. ``any_float`` accepts any float dtype (otherwise it must match the reference).
     """
+    __tracebackhide__ = True
     _require_tensor(ex, got, what, case, f"of shape {_shape(expected)}")
     _require_dtype(ex, got, expected, what, case)
     tol = _tolerance(got, expected) if tol is None else tol
@@ -456,8 +460,18 @@ def _reference_module(ex: _Exercise, module_class, args: tuple, kwargs: dict, dt
     return reference.to(dtype).eval()
 
 
+_CONSTRUCTORS = {
+    "MultiHeadAttention": "MultiHeadAttention(d_model, n_heads, dropout=0.0, bias=True)",
+    "FeedForward": 'FeedForward(d_model, d_ff, activation="relu", dropout=0.0)',
+    "EncoderLayer": 'EncoderLayer(d_model, n_heads, d_ff, dropout=0.0, activation="relu", norm_first=False)',
+    "DecoderLayer": 'DecoderLayer(d_model, n_heads, d_ff, dropout=0.0, activation="relu", norm_first=False)',
+}
+
+
 def _prepare_learner_module(ex, learner_class, args, kwargs, reference, names, contract, case, dtype, hints=None):
-    learner = _call(ex, learner_class, *args, case=case, default_dtype=dtype, **kwargs)
+    """Build the learner's module like the reference, check its attribute names, load the reference's weights."""
+    error_hint = f"the constructor must accept the contract's arguments: {_CONSTRUCTORS[ex.name]}"
+    learner = _call(ex, learner_class, *args, case=case, default_dtype=dtype, error_hint=error_hint, **kwargs)
     if not isinstance(learner, nn.Module):
         ex.fail(f"{learner_class.__name__}(...) is not an nn.Module", "subclass nn.Module and call super().__init__()")
     _require_attributes(ex, learner, names, contract, hints)
@@ -1532,12 +1546,6 @@ def check_pad_batch(ex, pad_batch_fn):
             ("ignores pad_id: fill with the pad_id argument, not 0", zero_padded),
             ("transposed (T_max, B): one row per sequence; with pad_sequence pass batch_first=True", expected.T),
         ]
-        if isinstance(got, torch.Tensor) and got.is_floating_point() and got.shape == expected.shape:
-            ex.fail(
-                f"wrong dtype: got {_dtype_name(got.dtype)}, expected torch.int64 (token ids)",
-                "token ids are int64 (torch.long): torch.tensor(lists, dtype=torch.long) or torch.full(..., dtype=torch.long)",
-                case,
-            )
         _compare(
             ex, got, expected, case=case, variants=variants,
             shape_hint=f"(B, T_max) = ({len(sequences)}, {T_max}): one row per sequence, as long as the longest",
@@ -1790,6 +1798,8 @@ def check_next_token_probs(ex, next_token_probs_fn):
             ex, got, expected, case=case, variants=variants,
             shape_hint="same shape as logits: one probability per vocabulary entry",
             nan_hint="a row became all -inf before the softmax: always keep at least the most likely token",
+            generic_hint="apply the steps in this order: divide by temperature, keep the top_k largest logits, "
+            "then keep the top-p nucleus of what is left (renormalised), then softmax over the kept tokens",
         )  # fmt: skip
     return (
         f"correct on {len(settings)} cases (temperature 0.5, 0.8, 2; top-k; top-p keeps the crossing token; combined)"
@@ -1845,7 +1855,11 @@ def check_greedy_decode(ex, greedy_decode_fn):
         )
         case = f"{description}: src_ids {_shape(src_ids)}, bos_id={bos_id}, eos_id={eos_id}, max_len={max_len}"
         case += f", pad_id={pad_id} {_dtype_name(dtype)}"
-        got = _call(ex, greedy_decode_fn, model, src_ids, bos_id, eos_id, max_len, case=case)
+        error_hint = (
+            "the checker decodes a batch of sources (B rows at once): keep one row of ids per source, and call "
+            "model.encode(src_ids) / model.decode(ids, memory, src_mask) or model(src_ids, ids)"
+        )
+        got = _call(ex, greedy_decode_fn, model, src_ids, bos_id, eos_id, max_len, case=case, error_hint=error_hint)
         expected = greedy_decode(model, src_ids, bos_id, eos_id, max_len, use_cache=False)  # (B, 1 + L)
         L = expected.shape[1]
         filled_with_eos = expected.clone()  # (B, 1 + L)

@@ -55,11 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of the solution notebooks (default: ./solutions, else the course folder's)",
     )
+    # --solutions is accepted before or after the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--solutions", type=Path, default=argparse.SUPPRESS, help="folder of the solution notebooks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
     check = commands.add_parser(
         "check",
+        parents=[common],
         help="run your exercise notebooks and show which exercises pass",
         description="Run exercise notebooks in a fresh kernel each and print one line per exercise: "
         "passed or failed, with the first line of the checker's hint. Same verdict as "
@@ -71,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     hint = commands.add_parser(
         "hint",
+        parents=[common],
         help="show hints for an exercise, one more each time",
         description="Each exercise has 2-3 hints, from a gentle nudge to the key line. Every call shows "
         "the hints up to the next level and remembers the level reached in <dir>/.course_hints.json "
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reset = commands.add_parser(
         "reset",
+        parents=[common],
         help="restore a fresh exercise notebook",
         description="Rebuild exercise notebook NN from the solutions. Your current notebook is first copied "
         "to <dir>/.backup/NN_name-YYYYmmdd-HHMMSS.ipynb, so nothing is lost.",
@@ -91,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade = commands.add_parser(
         "grade",
+        parents=[common],
         help="grade a folder of students' exercise notebooks",
         description="DIR holds one folder per student with their NN_*.ipynb exercise notebooks. Every "
         "notebook runs in a fresh kernel (student code runs on this machine: grade in a sandbox "
@@ -108,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser(
         "build-exercises",
+        parents=[common],
         help="regenerate exercises/ from solutions/",
         description="Write exercises/NN_*.ipynb from solutions/NN_*.ipynb: each ### BEGIN SOLUTION / "
         "### END SOLUTION region becomes a stub raising NotImplementedError; check cells keep the "
@@ -162,7 +170,8 @@ def command_check(args, solutions_dir: Path) -> int:
         print(f"{exercise:<9} {'passed' if passed else 'FAILED':<7} {message}")
     n_passed = sum(passed for _, passed, _ in rows)
     print(f"\n{n_passed}/{len(rows)} exercises pass.", end="")
-    print(" Stuck? `course hint NN.M` gives a hint." if n_passed < len(rows) else " Well done!")
+    failing = [exercise for exercise, passed, _ in rows if not passed and "." in exercise]
+    print(f" Stuck? `course hint {failing[0]}` gives a hint." if failing else " Well done!" if n_passed else "")
     return 0 if n_passed == len(rows) else 1
 
 

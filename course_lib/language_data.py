@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from course_lib.generation import generate
 from course_lib.models import GPT, GPTConfig
 from course_lib.tokenization import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, WordTokenizer
 
@@ -756,7 +757,11 @@ def _paired_summary(
 
 
 def train_gpt_checkpoint(
-    out_dir=CHECKPOINT_DIR, seed: int = 0, time_limit_s: float = 180.0, progress: bool = False
+    out_dir=CHECKPOINT_DIR,
+    seed: int = 0,
+    time_limit_s: float = 180.0,
+    progress: bool = False,
+    recipe: TinyGPTRecipe | None = None,
 ) -> dict:
     """Train the tiny GPT of lesson 11 from scratch, measure it, and save the checkpoint.
 
@@ -769,7 +774,8 @@ def train_gpt_checkpoint(
     5. Write ``tiny_gpt.safetensors`` (weights and attention snapshots) and ``tiny_gpt.json``
        (recipe, measurements, training history) into ``out_dir``; print the numbers.
 
-    Returns the dictionary written to ``tiny_gpt.json``.
+    ``recipe`` defaults to ``TinyGPTRecipe()``, the recipe of the shipped checkpoint. Returns the
+    dictionary written to ``tiny_gpt.json``.
 
     Built in lesson 11 (train a tiny GPT).
     """
@@ -781,7 +787,7 @@ def train_gpt_checkpoint(
         raise ValueError(f"train_gpt_checkpoint: time_limit_s must be > 0, got {time_limit_s}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    recipe = TinyGPTRecipe()
+    recipe = TinyGPTRecipe() if recipe is None else recipe
     tokenizer = make_tokenizer()
 
     t0 = time.perf_counter()
@@ -929,3 +935,31 @@ def load_tiny_gpt(directory=CHECKPOINT_DIR) -> tuple[GPT, WordTokenizer, dict]:
         if name.startswith(SNAPSHOT_PREFIX)
     )
     return model, tokenizer, info
+
+
+@torch.no_grad()
+def generate_sentences(
+    model,
+    tokenizer: WordTokenizer,
+    n_sentences: int,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+) -> list[str]:
+    """Let the model write ``n_sentences`` sentences from ``<bos>`` until ``<eos>``; words joined by spaces.
+
+    Pass a seeded ``torch.Generator`` for the same sentences every time.
+    """
+    if isinstance(n_sentences, bool) or not isinstance(n_sentences, int) or n_sentences <= 0:
+        raise ValueError(f"generate_sentences: n_sentences must be a positive int, got {n_sentences!r}")
+    prompt = torch.full((n_sentences, 1), BOS_ID, dtype=torch.long)  # (n, 1)
+    max_new = model.config.context_length - 1
+    ids = generate(model, prompt, max_new, temperature=temperature, generator=generator, eos_id=EOS_ID)  # (n, <= T)
+    texts = []
+    for row in ids[:, 1:].tolist():
+        words = []
+        for token_id in row:
+            if token_id == EOS_ID:
+                break
+            words.append(tokenizer.id_to_token[token_id])
+        texts.append(" ".join(words))
+    return texts

@@ -7,6 +7,7 @@ generation is explained in lesson 09.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_lib._validation import require_positive_int, require_rank, require_size, shape_text
@@ -94,6 +95,12 @@ class MultiHeadAttention(nn.Module):
     ``padding_mask(ids, pad_id)`` (B, 1, 1, T_k). The last attention weights are kept
     on ``.attention_weights`` (before dropout) for plotting.
 
+    ``need_weights`` (default True) chooses the readable path above. Set it to False
+    (for a whole model: ``use_fused_attention(model)``) to call PyTorch's fused kernel
+    ``F.scaled_dot_product_attention`` instead: the same function, computed without
+    materialising the (T_q, T_k) weights, so faster for training; ``.attention_weights``
+    is then None. ``tests/test_fast_path.py`` proves the two paths equal.
+
     Shapes:
         query (B, T_q, d_model), key/value (B, T_k, d_model) -> (B, T_q, d_model)
         attention_weights: (B, n_heads, T_q, T_k)
@@ -118,6 +125,7 @@ class MultiHeadAttention(nn.Module):
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
+        self.need_weights = True
         self.attention_weights: torch.Tensor | None = None
 
     def _check_inputs(self, query, key, value) -> None:
@@ -152,10 +160,32 @@ class MultiHeadAttention(nn.Module):
             if kv_cache is not None:
                 k, v = kv_cache.update(k, v)  # (B, n_heads, T_past + T_k, d_head)
 
-        heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, n_heads, T_q, d_head)
-        self.attention_weights = weights.detach()  # (B, n_heads, T_q, T_k)
-        if self.training and self.dropout.p > 0:
-            # Dropout on the weights, then recombine the values (as nn.MultiheadAttention does).
-            heads = self.dropout(weights) @ v  # (B, n_heads, T_q, d_head)
+        if self.need_weights:
+            heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, n_heads, T_q, d_head)
+            self.attention_weights = weights.detach()  # (B, n_heads, T_q, T_k)
+            if self.training and self.dropout.p > 0:
+                # Dropout on the weights, then recombine the values (as nn.MultiheadAttention does).
+                heads = self.dropout(weights) @ v  # (B, n_heads, T_q, d_head)
+        else:
+            # The fast path: PyTorch's fused kernel computes the same thing without keeping the weights.
+            dropout_p = self.dropout.p if self.training else 0.0
+            heads = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p
+            )  # (B, n_heads, T_q, d_head)
+            self.attention_weights = None
 
         return self.w_o(merge_heads(heads))  # (B, T_q, d_model)
+
+
+def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every ``MultiHeadAttention`` inside ``model`` to the fused fast path (or back).
+
+    The fused path gives the same outputs and gradients but keeps no attention weights,
+    so use it for training and switch it off before plotting attention.
+
+    Built in lesson 09 (output layer and generation): the cost of attention.
+    """
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.need_weights = not enabled
+    return model

@@ -29,8 +29,11 @@ import csv
 import io
 import math
 import re
+import time
 import traceback
+from collections import deque
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -88,6 +91,9 @@ class FigureWidget:
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         self.output = widgets.Output()
         self.last_error: BaseException | None = None
+        self.update_seconds: deque[float] = deque(maxlen=200)
+        self._held = False
+        self._missed_update = False
         self.status = widgets.Label(value="")
         save_png = widgets.Button(description="Save PNG", icon="image", layout=widgets.Layout(width="120px"))
         save_csv = widgets.Button(description="Save CSV", icon="table", layout=widgets.Layout(width="120px"))
@@ -141,12 +147,37 @@ class FigureWidget:
         return run
 
     def refresh(self) -> None:
-        """Redraw from the current control values and put the new PNG into the Image widget."""
+        """Redraw from the current control values and put the new PNG into the Image widget.
+
+        The time it took is appended to ``update_seconds`` (the latest 200 updates).
+        """
+        if self._held:
+            self._missed_update = True
+            return
+        start = time.perf_counter()
         self._update()
         key = self._layout_key()
         self.figure.set_layout_engine("constrained" if key != self._laid_out_for else "none")
         self._laid_out_for = key
         self.image.value = figure_to_png(self.figure, self.dpi)
+        self.update_seconds.append(time.perf_counter() - start)
+
+    @contextmanager
+    def hold(self):
+        """Change several controls at once and redraw only once, at the end::
+
+        with explorer.hold():
+            explorer.controls["d_model"].value = 16
+            explorer.controls["base"].value = 100.0
+        """
+        self._held = True
+        self._missed_update = False
+        try:
+            yield self
+        finally:
+            self._held = False
+            if self._missed_update:
+                self._guarded(self.refresh)()
 
     def export_png(self, path) -> Path:
         """Write the current figure as a PNG file; returns the path."""

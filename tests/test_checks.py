@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -411,7 +412,9 @@ def scores_softmaxed(q, k):
 
 @wrong("03.1", "k.transpose(-2, -1)")
 def scores_with_k_dot_T(q, k):
-    return q @ k.T / math.sqrt(q.shape[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch warns that .T on a batched tensor is deprecated
+        return q @ k.T / math.sqrt(q.shape[-1])
 
 
 @wrong("03.1", "swapped q and k")
@@ -957,6 +960,12 @@ class MHAAveragedWeights(MHAViewTranspose):
         output = super().forward(query, key, value, mask)
         self.attention_weights = self.attention_weights.mean(dim=1)
         return output
+
+
+@wrong("05.3", "MultiHeadAttention(d_model, n_heads, dropout=0.0, bias=True)")
+class MHAWithoutBiasArgument(MHAViewTranspose):
+    def __init__(self, d_model, n_heads):
+        super().__init__(d_model, n_heads)
 
 
 @wrong("05.3", "pass the class itself")
@@ -1834,12 +1843,14 @@ def test_checkfailed_is_an_assertion_error():
 @pytest.mark.parametrize("default_dtype", [torch.float32, torch.float64])
 def test_checkers_do_not_depend_on_or_change_the_global_state(default_dtype, capsys):
     torch.set_default_dtype(default_dtype)
+    threads = torch.get_num_threads()
     torch.manual_seed(123)
     expected_next_draw = torch.rand(3)
     torch.manual_seed(123)
     checks.check_scaled_dot_product_attention(attention_einsum_additive_mask)
     checks.check_multi_head_attention(MHAHeadLoop)
     assert torch.get_default_dtype() == default_dtype
+    assert torch.get_num_threads() == threads
     assert torch.equal(torch.rand(3), expected_next_draw)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == [

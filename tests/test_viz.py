@@ -42,6 +42,7 @@ def test_cjk_font_is_registered_first_with_dejavu_fallback():
     assert viz.CJK_FONT_FAMILY == family
     assert matplotlib.rcParams["font.sans-serif"][0] == family
     assert "DejaVu Sans" in matplotlib.rcParams["font.sans-serif"]
+    assert matplotlib.rcParams["font.family"] == ["sans-serif", "DejaVu Sans"]  # glyph-by-glyph fallback
     assert matplotlib.rcParams["axes.unicode_minus"] is False
     assert any(entry.fname == str(path) for entry in font_manager.fontManager.ttflist)
 
@@ -49,7 +50,7 @@ def test_cjk_font_is_registered_first_with_dejavu_fallback():
 def test_chinese_tick_labels_render_without_missing_glyphs(tmp_path):
     weights = torch.softmax(torch.randn(4, 4), dim=-1)  # (T_q, T_k)
     fig, ax = plt.subplots(figsize=(4, 4))
-    viz.plot_attention(weights, CHINESE_TOKENS, CHINESE_TOKENS, ax=ax, title="注意力 (attention)")
+    viz.plot_attention(weights, CHINESE_TOKENS, CHINESE_TOKENS, ax=ax, title="注意力: softmax(Q·Kᵀ / √d_k) -1")
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*missing from font.*")
         fig.savefig(tmp_path / "chinese.png")

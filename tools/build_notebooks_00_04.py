@@ -301,7 +301,7 @@ changes the weights so that the true next token gets a high probability. The fig
 One pattern shows even without training: each row is a little brighter at the token the context
 ends with. This model's output layer reuses the embedding table (*weight tying*, lesson 09), and
 the residual connections (lesson 06) carry the input token's vector through to the output, so a
-random model slightly prefers to repeat its last token.
+random model tends to favour repeating its last token.
 """),
         code("""
 fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
@@ -590,6 +590,34 @@ for name, tok in [("word", word_tokenizer), ("character", char_tokenizer), ("BPE
     n_tokens = len(tok.encode(RUNNING_SENTENCE))
     n_unknown = tok.encode(new_sentence).count(tok.unk_id)
     print(f"{name:<10} {tok.vocab_size:>10} {n_tokens:>7}  {n_unknown}")
+"""),
+        md("""
+The same numbers in a picture. Characters give the smallest vocabulary and the longest sequence.
+On our tiny corpus, with only 36 different words, the word vocabulary is small too, smaller even
+than our BPE's. On real text it grows to hundreds of thousands of words and still meets unknown
+ones; that is where BPE pays off: a vocabulary of a size *we* choose that can spell any word.
+
+The running example in Chinese, 猫坐在垫子上，因为它累了, is added for comparison: cut into
+characters, it is about as short as the English cut into words, because a Chinese character often
+carries as much meaning as an English word.
+"""),
+        code("""
+chinese_sentence = "猫坐在垫子上，因为它累了"  # the running example in Chinese
+labels = ["word", "BPE", "character", "中文字符\\n(Chinese characters)"]
+lengths = [len(tok.encode(RUNNING_SENTENCE)) for tok in (word_tokenizer, bpe_tokenizer, char_tokenizer)]
+lengths.append(len(CharTokenizer.from_corpus([chinese_sentence]).encode(chinese_sentence)))
+sizes = [tok.vocab_size for tok in (word_tokenizer, bpe_tokenizer, char_tokenizer)]
+
+fig, (ax_length, ax_size) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+ax_length.bar(labels, lengths, color=["#0072b2", "#009e73", "#e69f00", "#cc79a7"])
+ax_length.set_ylabel("number of tokens")
+ax_length.set_title("Tokens in the running example (词元数)")
+ax_size.bar(labels[:3], sizes, color=["#0072b2", "#009e73", "#e69f00"])
+ax_size.set_ylabel("vocabulary size V")
+ax_size.set_title("Vocabulary built from the corpus (词表大小)")
+for ax in (ax_length, ax_size):
+    ax.set_xlabel("tokenizer")
+plt.show()
 """),
         md("""
 > **Try this:** train BPE with `vocab_size=40` and with `vocab_size=150`. How does the number of
@@ -1333,8 +1361,8 @@ plt.show()
 """),
         md("""
 Without the scale, the largest weight heads for 1 and the gradient for 0 as `d_k` grows; with it,
-both stay the same at every size. The paper's model uses $d_k = 64$, where the unscaled softmax
-would already be close to one-hot.
+both stay the same at every size. The paper's model uses $d_k = 64$: there, without the scale, one
+key out of ten already takes almost 90% of the weight on average.
 
 > **Try this:** change `n_keys=10` to `n_keys=100` in `softmax_statistics`. Does the scaled
 > version still keep the weights spread out?

@@ -55,6 +55,7 @@ else:
 {imports.strip()}
 
 torch.manual_seed(0)
+torch.set_num_threads(1)  # the tensors in this lesson are tiny: one CPU thread is quickest and steadiest
 {dtype_lines}torch.set_printoptions(precision=4, sci_mode=False)'''
 
 
@@ -1731,7 +1732,8 @@ for beam_size in (2, 4):
         md(r"""
 Read the scores: beam search finds an output with a **better length-normalised score** than greedy decoding,
 exactly what it is built to do, and yet, for this barely trained model, a *worse translation* (it drops words).
-Search can only be as good as the model's probabilities; with a well trained model the more probable outputs
+Even the reference translation scores lower than both: the model has not learned it yet. Search can only be
+as good as the model's probabilities; with a well trained model the more probable outputs
 are usually the better ones (lesson 10). Beam search is also not guaranteed to find the most probable sequence
 overall: it only compares the hypotheses that survived in its beam.
 
@@ -1791,8 +1793,6 @@ time every step. (Timings depend on your machine; this cell's stored numbers are
 """),
         code("""
 # NBVAL_IGNORE_OUTPUT
-threads_before = torch.get_num_threads()
-torch.set_num_threads(1)  # one thread: steadier timings on a busy machine
 torch.manual_seed(0)
 big = GPT(GPTConfig(vocab_size=512, context_length=512, d_model=128, n_heads=4, n_layers=2)).float().eval()
 big_prompt = torch.randint(0, 512, (1, 40))  # (1, 40)
@@ -1818,13 +1818,24 @@ print("same tokens:", torch.equal(ids_cached, ids_full))
 print(f"with cache:    {sum(times_cached):.2f} s for 200 tokens")
 print(f"without cache: {sum(times_full):.2f} s for 200 tokens")
 print(f"speed-up: {sum(times_full) / sum(times_cached):.1f}x")
-torch.set_num_threads(threads_before)
 """),
         code("""
+def running_median(values, window=9):
+    # Smooths out the spikes a busy computer adds to single measurements.
+    padded = torch.tensor(values).double()
+    padded = torch.cat([padded[:1].repeat(window // 2), padded, padded[-1:].repeat(window // 2)])
+    return padded.unfold(0, window, 1).median(dim=-1).values
+
+
 positions = range(big_prompt.shape[1], big_prompt.shape[1] + 200)
 fig, ax = plt.subplots(figsize=(8, 4))
-ax.plot(positions, [1000 * t for t in times_full], color="#d55e00", linewidth=1, label="without cache: recompute all positions")
-ax.plot(positions, [1000 * t for t in times_cached], color="#0072b2", linewidth=1, label="with KV cache: only the new token")
+for times, colour, name in [
+    (times_full, "#d55e00", "without cache: recompute all positions"),
+    (times_cached, "#0072b2", "with KV cache: only the new token"),
+]:
+    milliseconds = [1000 * t for t in times]
+    ax.plot(positions, milliseconds, color=colour, linewidth=0.8, alpha=0.35)
+    ax.plot(positions, 1000 * running_median(times), color=colour, linewidth=2, label=name + " (running median)")
 ax.set_xlabel("position of the generated token")
 ax.set_ylabel("time for this step (ms)")
 ax.set_title("Time per generated token")
@@ -1833,6 +1844,9 @@ ax.legend()
 plt.show()
 """),
         md(r"""
+(Thin lines are single measurements, thick lines their running median. With the cache the very first step
+is slower: it runs the whole prompt once to fill the cache.)
+
 Without the cache each step costs more as the sequence grows (it processes all $t$ positions, and attention
 compares all pairs); with the cache each step processes one token, so the cost stays nearly flat (attention
 over the cache still grows slowly). The longer the text, the larger the speed-up. The price is memory: the

@@ -1,0 +1,305 @@
+"""Tests of lesson 11's corpus: the grammar, its exact probabilities, the floor, the baselines, the checkpoint.
+
+Expected probabilities below are worked out by hand from the grammar's description in
+``course_lib/language_data.py`` (its constants), not copied from the sampler's output.
+"""
+
+import itertools
+import math
+import random
+
+import pytest
+import torch
+
+from course_lib import language_data as ld
+from course_lib.models import GPT, GPTConfig
+from course_lib.tokenization import BOS_ID, EOS_ID, PAD_ID
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return ld.sample_corpus(3000, seed=7)
+
+
+# ---------------------------------------------------------------- the sampler
+
+
+def test_same_seed_same_corpus_and_different_seed_differs():
+    first = [s.words for s in ld.sample_corpus(50, seed=1)]
+    assert first == [s.words for s in ld.sample_corpus(50, seed=1)]
+    assert first != [s.words for s in ld.sample_corpus(50, seed=2)]
+
+
+def test_one_log_prob_and_role_per_token(corpus):
+    for sentence in corpus:
+        assert len(sentence.log_probs) == len(sentence.roles) == len(sentence.words) + 1 == sentence.n_tokens
+        assert sentence.words[-1] == "."
+        assert sentence.log_probs[-1] == 0.0  # <eos> always follows the final "."
+        assert all(lp <= 0.0 for lp in sentence.log_probs)
+
+
+def test_every_word_is_in_the_tokenizer_vocabulary(corpus):
+    tokenizer = ld.make_tokenizer()
+    assert len(set(ld.vocabulary_words())) == len(ld.vocabulary_words())
+    for sentence in corpus:
+        assert tokenizer.unk_id not in tokenizer.encode(sentence.text)
+        assert tokenizer.tokenize(sentence.text) == sentence.words
+
+
+def test_hand_computed_log_probs_of_a_short_sentence():
+    # "the dog runs ." with P(form=plain)=0.4, P(no adjective)=0.75, noun+number 1/16,
+    # P(no relative)=0.5, P(intransitive)=0.5, verb 1/5, P(no place)=0.6, P(no aside at depth 0)=0.65.
+    parsed = ld.parse_sentence("the dog runs .")
+    expected = [
+        math.log(0.4),  # "the": the sentence is plain
+        math.log(0.75 / 16),  # "dog"
+        math.log(0.5 * 0.5 / 5),  # "runs": no relative clause, no object, verb "run"
+        math.log(0.6 * 0.65),  # ".": no place, no aside
+        0.0,  # <eos>
+    ]
+    assert parsed.log_probs == pytest.approx(expected, abs=1e-12)
+
+
+def test_first_word_frequencies_match_the_stored_probabilities():
+    # The stored log-probability of the first word is log P(first word): check it against counts.
+    sentences = ld.sample_corpus(20000, seed=3)
+    counts = {}
+    for sentence in sentences:
+        counts[sentence.words[0]] = counts.get(sentence.words[0], 0) + 1
+    for sentence in sentences[:200]:
+        p = math.exp(sentence.log_probs[0])
+        observed = counts[sentence.words[0]] / len(sentences)
+        assert abs(observed - p) < 4 * math.sqrt(p * (1 - p) / len(sentences))
+    assert set(counts) == {"the", "if", "either", "when"}
+
+
+# ---------------------------------------------------------------- unambiguity
+
+
+def test_parser_recovers_every_choice_and_log_prob(corpus):
+    for sentence in corpus:
+        parsed = ld.parse_sentence(sentence.words)
+        assert parsed.choices == sentence.choices
+        assert parsed.log_probs == sentence.log_probs
+        assert parsed.roles == sentence.roles
+
+
+def test_options_of_every_choice_start_with_different_words():
+    # If two options of a choice could start with the same word, the words would not
+    # determine the derivation. Check every choice point's first-word sets are disjoint.
+    tables = [value for name, value in vars(ld).items() if name.startswith("_FIRST_")]
+    tables = [table for table in tables if all(isinstance(words, set) for words in table.values())]
+    tables += list(ld._FIRST_VERB.values())
+    assert len(tables) >= 12
+    for table in tables:
+        for (a, words_a), (b, words_b) in itertools.combinations(table.items(), 2):
+            assert not (words_a & words_b), f"options {a!r} and {b!r} share first words {words_a & words_b}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the dog that the cats chase sleep .",  # agreement broken across the relative clause
+        "the dogs run ( the cat sleeps ] .",  # wrong closing bracket
+        "the dogs run ( the cat sleeps .",  # bracket never closed
+        "if the dog runs , or the cat sleeps .",  # "if" needs "then"
+        "either the dog runs , then the cat sleeps .",  # "either" needs "or"
+        "the dog runs ( the cat runs [ the bird runs { the fox runs ( the girl runs ) } ] ) .",  # depth 4
+        "the dog runs . the cat",  # trailing words
+    ],
+)
+def test_parser_rejects_sentences_outside_the_grammar(text):
+    with pytest.raises(ValueError, match="parse_sentence"):
+        ld.parse_sentence(text)
+
+
+# ---------------------------------------------------------------- the three dependencies
+
+
+def _number_of(word: str, table) -> str:
+    for singular, plural in table.values():
+        if word == singular:
+            return "sg"
+        if word == plural:
+            return "pl"
+    raise AssertionError(f"{word!r} not in the table")
+
+
+def test_agreement_spans_five_or_more_tokens_and_agrees(corpus):
+    verbs = {**ld.TRANSITIVE_VERBS, **ld.INTRANSITIVE_VERBS}
+    n_links = 0
+    for sentence in corpus:
+        for role, i, j in sentence.links:
+            if role != ld.ROLE_AGREEMENT:
+                continue
+            n_links += 1
+            assert j - i >= 5
+            assert "that" in sentence.words[i:j]
+            assert _number_of(sentence.words[i], ld.NOUNS) == _number_of(sentence.words[j], verbs)
+            assert sentence.roles[j] == ld.ROLE_AGREEMENT
+    assert n_links > 500
+
+
+def test_brackets_are_nested_up_to_depth_three_and_closed_in_order(corpus):
+    max_depth = 0
+    for sentence in corpus:
+        stack = []
+        for index, word in enumerate(sentence.words):
+            if word in ld.BRACKETS:
+                stack.append((word, index))
+                max_depth = max(max_depth, len(stack))
+            elif word in ld.BRACKETS.values():
+                opening, opening_index = stack.pop()
+                assert ld.BRACKETS[opening] == word
+                assert (ld.ROLE_CLOSING, opening_index, index) in sentence.links
+        assert stack == []
+    assert max_depth == 3
+
+
+def test_opening_word_decides_the_word_after_the_comma(corpus):
+    seen = set()
+    for sentence in corpus:
+        first = sentence.words[0]
+        if first in ("if", "either"):
+            comma = sentence.words.index(",") if "," in sentence.words else None
+            # the first comma at bracket depth 0 is the one that joins the two clauses
+            depth, comma = 0, None
+            for index, word in enumerate(sentence.words):
+                depth += (word in ld.BRACKETS) - (word in ld.BRACKETS.values())
+                if word == "," and depth == 0:
+                    comma = index
+                    break
+            expected = {"if": "then", "either": "or"}[first]
+            assert sentence.words[comma + 1] == expected
+            assert (ld.ROLE_CONNECTIVE, 0, comma + 1) in sentence.links
+            seen.add(first)
+        else:
+            assert "then" not in sentence.words and "or" not in sentence.words
+    assert seen == {"if", "either"}
+
+
+# ---------------------------------------------------------------- the floor
+
+
+def test_floor_estimate_is_precise_and_two_estimates_agree():
+    first = ld.estimate_entropy_floor(30000, seed=1)
+    second = ld.estimate_entropy_floor(30000, seed=2)
+    assert first.standard_error < 0.005
+    combined_se = math.hypot(first.standard_error, second.standard_error)
+    assert abs(first.nats_per_token - second.nats_per_token) < 4 * combined_se
+    # The ratio of sums, recomputed by hand from the sentences of seed 1.
+    rng = random.Random(1)
+    sentences = [ld.sample_sentence(rng) for _ in range(30000)]
+    by_hand = sum(-s.log_prob for s in sentences) / sum(s.n_tokens for s in sentences)
+    assert first.nats_per_token == pytest.approx(by_hand, rel=1e-12)
+
+
+# ---------------------------------------------------------------- tensors and losses
+
+
+def test_encode_sentences_adds_bos_eos_and_pads():
+    tokenizer = ld.make_tokenizer()
+    sentences = [ld.parse_sentence("the dog runs ."), ld.parse_sentence("the cats see the dog .")]
+    ids = ld.encode_sentences(sentences, tokenizer)
+    assert ids.shape == (2, 2 + 6)
+    assert ids[0].tolist()[:6] == [BOS_ID] + tokenizer.encode("the dog runs .") + [EOS_ID]
+    assert ids[0, 6:].tolist() == [PAD_ID, PAD_ID]
+    assert ids[1, -1].item() == EOS_ID
+
+
+def test_gpt_token_nll_counts_exactly_the_floor_tokens():
+    tokenizer = ld.make_tokenizer()
+    sentences = ld.sample_corpus(40, seed=5)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=128, d_model=16, n_heads=2, n_layers=1))
+    nll = ld.gpt_token_nll(model, sentences, tokenizer, batch_size=16)
+    floor = ld.floor_token_nll(sentences)
+    assert nll.shape == floor.shape == (sum(s.n_tokens for s in sentences),)
+    # The training loss is the mean of the same per-token losses (padding excluded).
+    loss = ld.language_model_loss(model, ld.encode_sentences(sentences, tokenizer))
+    assert loss.item() == pytest.approx(nll.mean().item(), rel=1e-9)
+    # Token by token, by hand, for the first sentence.
+    first = sentences[0]
+    ids = torch.tensor([[BOS_ID] + tokenizer.encode(first.text) + [EOS_ID]])
+    log_q = torch.log_softmax(model(ids[:, :-1]), dim=-1)[0]
+    by_hand = -log_q[torch.arange(first.n_tokens), ids[0, 1:]]
+    assert torch.allclose(nll[: first.n_tokens], by_hand, atol=1e-9)
+
+
+def test_loss_by_role_averages_each_role():
+    nll = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0])
+    roles = ["", ld.ROLE_AGREEMENT, ld.ROLE_AGREEMENT, ld.ROLE_CLOSING, ""]
+    result = ld.loss_by_role(nll, roles)
+    assert result["all"] == pytest.approx(4.0)
+    assert result[ld.ROLE_AGREEMENT] == pytest.approx(2.5)
+    assert result[ld.ROLE_CLOSING] == pytest.approx(4.0)
+    assert math.isnan(result[ld.ROLE_CONNECTIVE])
+    with pytest.raises(ValueError, match="loss_by_role"):
+        ld.loss_by_role(nll, roles[:3])
+
+
+def test_trigram_probabilities_by_counting():
+    tokenizer = ld.make_tokenizer()
+    sentences = [
+        ld.parse_sentence("the dog runs ."),
+        ld.parse_sentence("the dog sleeps ."),
+        ld.parse_sentence("the dog runs ."),
+    ]
+    trigram = ld.TrigramModel(tokenizer, k=0.5).fit(sentences)
+    V = tokenizer.vocab_size
+    nll = trigram.token_nll([ld.parse_sentence("the dog runs .")])
+    # after (<pad>, <bos>): "the" seen 3 of 3; after (the, dog): "runs" 2 of 3; after (runs, .): <eos> 2 of 2.
+    assert nll[0].item() == pytest.approx(-math.log((3 + 0.5) / (3 + 0.5 * V)))
+    assert nll[2].item() == pytest.approx(-math.log((2 + 0.5) / (3 + 0.5 * V)))
+    assert nll[4].item() == pytest.approx(-math.log((2 + 0.5) / (2 + 0.5 * V)))
+
+
+def test_trigram_cannot_carry_agreement_but_the_floor_does():
+    tokenizer = ld.make_tokenizer()
+    train, heldout = ld.sample_corpus(20000, seed=11), ld.sample_corpus(3000, seed=12)
+    roles = ld.token_roles(heldout)
+    trigram = ld.loss_by_role(ld.TrigramModel(tokenizer).fit(train).token_nll(heldout), roles)
+    floor = ld.loss_by_role(ld.floor_token_nll(heldout), roles)
+    for role in ld.ROLES:
+        assert trigram[role] > floor[role] + 0.3, role
+
+
+# ---------------------------------------------------------------- training and the checkpoint
+
+
+def test_train_gpt_checkpoint_writes_a_loadable_checkpoint(tmp_path, capsys):
+    recipe = ld.TinyGPTRecipe(
+        d_model=16, n_heads=2, n_layers=1, batch_size=8, n_train_sentences=200, n_heldout_sentences=50,
+        n_floor_sentences=500, eval_every=5, n_eval_sentences=10, snapshot_every=5, warmup_steps=2,
+    )  # fmt: skip
+    info = ld.train_gpt_checkpoint(tmp_path, seed=0, time_limit_s=3.0, recipe=recipe)
+    printed = capsys.readouterr().out
+    assert "held-out loss" in printed and "entropy floor" in printed
+    model, tokenizer, loaded = ld.load_tiny_gpt(tmp_path)
+    assert loaded["heldout"]["loss"] == pytest.approx(info["heldout"]["loss"])
+    assert loaded["training_seconds"] <= 3.0 + 2.0
+    assert loaded["snapshots"] and loaded["snapshots"][0][0] == 0
+    heldout = ld.sample_corpus(50, seed=0 + recipe.heldout_seed_offset)
+    again = ld.gpt_token_nll(model.double(), heldout, tokenizer).mean().item()
+    assert again == pytest.approx(info["heldout"]["loss"], abs=1e-4)
+
+
+def test_shipped_checkpoint_is_small_and_reaches_its_reported_loss():
+    path = ld.CHECKPOINT_DIR / f"{ld.CHECKPOINT_NAME}.safetensors"
+    assert path.stat().st_size <= 5_000_000
+    model, tokenizer, info = ld.load_tiny_gpt()
+    assert info["training_seconds"] <= 180.0 + 5.0
+    heldout = ld.sample_corpus(1500, seed=424242)  # fresh sentences, not the stored held-out set
+    excess = (ld.gpt_token_nll(model, heldout, tokenizer) - ld.floor_token_nll(heldout)).mean().item()
+    reported = info["heldout"]["excess_over_floor"]
+    assert abs(excess - reported) < 0.02
+    # Generated sentences are grammatical.
+    generator = torch.Generator().manual_seed(0)
+    texts = ld.generate_sentences(model, tokenizer, 20, generator=generator)
+    n_ok = 0
+    for text in texts:
+        try:
+            ld.parse_sentence(text)
+            n_ok += 1
+        except ValueError:
+            pass
+    assert n_ok >= 16
