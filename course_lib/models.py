@@ -17,7 +17,7 @@ from course_lib._validation import require_positive_int, require_rank, shape_tex
 from course_lib.decoder import Decoder, DecoderLayerCache
 from course_lib.embeddings import TokenEmbedding
 from course_lib.encoder import Encoder, EncoderLayer
-from course_lib.masks import causal_mask, combine_masks, padding_mask
+from course_lib.masks import causal_mask, padding_mask
 from course_lib.multihead import KVCache
 from course_lib.normalization import LayerNorm
 from course_lib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
@@ -108,9 +108,10 @@ class Transformer(nn.Module):
         start = len(cache[0].self_attn) if cache is not None else 0
         T_new = tgt_ids.shape[1]
         T_total = start + T_new
+        # Targets are padded on the right, so the causal mask already keeps every real token away
+        # from the padding after it; padded positions are ignored by the loss. No target padding
+        # mask is needed, and leaving it out makes cached and uncached decoding identical.
         self_mask = causal_mask(T_total, device=tgt_ids.device)[start:]  # (T_new, T_total)
-        if cache is None:
-            self_mask = combine_masks(self_mask, padding_mask(tgt_ids, self.config.pad_id))  # (B, 1, T, T)
         x = self.dropout(self.positional(self.tgt_embedding(tgt_ids), start=start))  # (B, T_new, d_model)
         x = self.decoder(x, memory, self_mask, src_mask, cache)  # (B, T_new, d_model)
         return self.output(x)  # (B, T_new, V_tgt)

@@ -66,7 +66,6 @@ def setup_style() -> str | None:
     matplotlib.rcParams["axes.unicode_minus"] = False  # the CJK font has no U+2212 minus sign
     matplotlib.rcParams["figure.dpi"] = 100
     matplotlib.rcParams["savefig.dpi"] = 100
-    matplotlib.rcParams["savefig.bbox"] = "tight"
     matplotlib.rcParams["axes.titlesize"] = 12
     matplotlib.rcParams["axes.labelsize"] = 10
     matplotlib.rcParams["image.cmap"] = "viridis"

@@ -38,7 +38,9 @@ from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
+import PIL.Image
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from course_lib import viz
@@ -56,16 +58,18 @@ from course_lib.positional import sinusoidal_positional_encoding
 # ----------------------------------------------------------------------------------------
 
 
-def figure_to_png(figure: Figure, dpi: int = 80, tight: bool = False) -> bytes:
-    """Render a matplotlib figure to PNG bytes (``tight=True`` trims the margins: one more draw)."""
+def figure_to_png(figure: Figure, dpi: int | None = None) -> bytes:
+    """Render a matplotlib figure to PNG bytes with a single draw (Agg, fast PNG compression).
+
+    ``dpi`` defaults to the figure's own.
+    """
+    if dpi is not None and dpi != figure.dpi:
+        figure.set_dpi(dpi)
+    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+    canvas.draw()
+    picture = PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
-    figure.savefig(
-        buffer,
-        format="png",
-        dpi=dpi,
-        bbox_inches="tight" if tight else None,
-        pil_kwargs={"compress_level": 1},  # fast to encode; the PNG is a few kB larger
-    )
+    picture.save(buffer, format="PNG", compress_level=1)  # fast to encode; a few kB larger
     return buffer.getvalue()
 
 
@@ -86,7 +90,8 @@ class FigureWidget:
         self.controls = controls
         # Constrained layout is computed on the first draw and again only when the labels change
         # (see _layout_key): laying the figure out on every update would double the update time.
-        self.figure = Figure(figsize=figsize, layout="constrained")
+        self.figure = Figure(figsize=figsize, dpi=self.dpi, layout="constrained")
+        FigureCanvasAgg(self.figure)
         self._laid_out_for: object = object()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         self.output = widgets.Output()
@@ -696,7 +701,7 @@ class HeadGrid(FigureWidget):
 
     def _build_figure(self) -> None:
         n_heads = self.weights.shape[1]
-        ncols = min(self.ncols, n_heads)
+        ncols = min(self.ncols, n_heads, max(2, math.ceil(math.sqrt(n_heads))))  # near-square grid
         nrows = math.ceil(n_heads / ncols)
         outer = self.figure.add_gridspec(1, 2, width_ratios=[1.1, 1])
         small = outer[0].subgridspec(nrows, ncols)

@@ -179,3 +179,14 @@ def test_generation_stops_at_eos():
     stopped = generate(model, prompt, 30, temperature=0, eos_id=eos)
     assert stopped.shape[1] <= out.shape[1]
     assert (stopped == eos).any(dim=1).all() or stopped.shape[1] == out.shape[1]
+
+
+def test_greedy_with_cache_equals_recomputing_even_when_the_model_emits_padding():
+    model = small_transformer(seed=3, tie_output=False)
+    with torch.no_grad():  # make the pad token the favourite next token, wherever it appears
+        model.output.weight[PAD] = 50 * model.output.weight.mean(0) + 10 * model.output.weight[PAD]
+    src = torch.randint(3, 19, (3, 6))
+    with_cache = greedy_decode(model, src, BOS, EOS, max_len=8)
+    without = greedy_decode(model, src, BOS, EOS, max_len=8, use_cache=False)
+    assert (with_cache[:, 1:] == PAD).any()
+    assert torch.equal(with_cache, without)

@@ -271,12 +271,13 @@ def test_train_gpt_checkpoint_writes_a_loadable_checkpoint(tmp_path, capsys):
         d_model=16, n_heads=2, n_layers=1, batch_size=8, n_train_sentences=200, n_heldout_sentences=50,
         n_floor_sentences=500, eval_every=5, n_eval_sentences=10, snapshot_every=5, warmup_steps=2,
     )  # fmt: skip
-    info = ld.train_gpt_checkpoint(tmp_path, seed=0, time_limit_s=3.0, recipe=recipe)
+    info = ld.train_gpt_checkpoint(tmp_path, seed=0, time_limit_s=8.0, recipe=recipe)
     printed = capsys.readouterr().out
     assert "held-out loss" in printed and "entropy floor" in printed
     model, tokenizer, loaded = ld.load_tiny_gpt(tmp_path)
     assert loaded["heldout"]["loss"] == pytest.approx(info["heldout"]["loss"])
-    assert loaded["training_seconds"] <= 3.0 + 2.0
+    assert loaded["training_seconds"] <= 8.0 + 3.0  # the last step and the final evaluation may cross the limit
+    assert loaded["steps"] > 10
     assert loaded["snapshots"] and loaded["snapshots"][0][0] == 0
     heldout = ld.sample_corpus(50, seed=0 + recipe.heldout_seed_offset)
     again = ld.gpt_token_nll(model.double(), heldout, tokenizer).mean().item()

@@ -1787,14 +1787,18 @@ print(reference_weights[0, 0])
 print("NaN anywhere in course_lib's output:", reference_output.isnan().any().item())
 
 naive_output = naive_weights @ v_left  # (1, 1, 5, d_v)
-next_layer = torch.softmax(naive_output @ naive_output.transpose(-2, -1), dim=-1) @ naive_output
+# A second attention layer (kept minimal: no projections, no scale) on top of the first one's output.
+next_layer = torch.softmax(naive_output @ naive_output.transpose(-2, -1), dim=-1) @ naive_output  # (1, 1, 5, d_v)
 print("rows with NaN after one naive layer:", naive_output.isnan().any(dim=-1)[0, 0].tolist())
 print("rows with NaN after a second layer: ", next_layer.isnan().any(dim=-1)[0, 0].tolist())
 """),
         md("""
-course_lib does it in two lines: after the softmax, it sets the weights of blocked keys to 0. In a
-fully blocked row that replaces the NaNs with zeros; in every other row the blocked weights are 0
-already, so nothing changes.
+course_lib does it with one extra step, which you saw in lesson 03's listing of
+`scaled_dot_product_attention` (the second `if mask is not None:` block): after the softmax, it sets
+the weights of blocked keys to 0. In a fully blocked row that replaces the NaNs with zeros; in every
+other row the blocked weights are 0 already, so nothing changes.
+
+Here are course_lib's two mask builders. Both are one line of work; the rest checks the inputs.
 """),
         code("""
 print(inspect.getsource(causal_mask))

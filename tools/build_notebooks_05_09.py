@@ -27,7 +27,8 @@ def setup_code(imports: str, float64: bool = True) -> str:
         if float64
         else ""
     )
-    return f'''import inspect
+    return f'''# Setup: imports, a check that course_lib is recent enough, a fixed seed and short printing.
+import inspect
 import re
 
 import matplotlib.pyplot as plt
@@ -65,6 +66,18 @@ def terms_table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def your_turn(lesson: str, name: str, what: str, next_text: str) -> str:
+    """The closing section of a lesson: its exercise notebook, how to get hints, the next lesson."""
+    return (
+        "\n\n## Your turn\n\n"
+        f"Open the exercise notebook [`exercises/{name}.ipynb`](../exercises/{name}.ipynb): {what} "
+        "Each exercise has a check cell that tells you at once whether your code is right and, if it is not, "
+        f"what to look at. Stuck? Run `course hint {lesson}.1` in a terminal (or `!course hint {lesson}.1` in a "
+        f"notebook cell) for a nudge; `course check {lesson}` runs the whole exercise notebook and lists what passes."
+        f"\n\n{next_text}"
+    )
+
+
 def build(name: str, cells: list[tuple[str, str]]) -> None:
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -89,10 +102,10 @@ def code(text: str) -> tuple[str, str]:
     return ("code", text)
 
 
-RUNNING_TOKENS = """tokens = RUNNING_SENTENCE.split()  # the running example, one token per word
-vocab = sorted(set(tokens))
-token_to_id = {word: index for index, word in enumerate(vocab)}
-token_ids = torch.tensor([[token_to_id[word] for word in tokens]])  # (1, T)
+RUNNING_TOKENS = """# The running example, cut into words by the tokenizer of lesson 01.
+tokenizer = WordTokenizer.from_corpus([RUNNING_SENTENCE])
+tokens = tokenizer.tokenize(RUNNING_SENTENCE)
+token_ids = torch.tensor([tokenizer.encode(RUNNING_SENTENCE)])  # (1, T)
 T = len(tokens)
 print(RUNNING_SENTENCE)
 print("token ids:", token_ids.tolist(), " shape:", tuple(token_ids.shape))"""
@@ -123,6 +136,7 @@ from course_lib.example import RUNNING_SENTENCE
 from course_lib.masks import causal_mask
 from course_lib.multihead import MultiHeadAttention, merge_heads, split_heads
 from course_lib.positional import SinusoidalPositionalEncoding
+from course_lib.tokenization import WordTokenizer
 from course_lib.viz import plot_attention, plot_head_grid, show_map
 from course_lib.widgets import HeadGrid
 """)
@@ -174,7 +188,7 @@ in this lesson, so the heads show *different* patterns, not *meaningful* ones ye
 d_model, n_heads = 16, 4
 d_head = d_model // n_heads
 
-embed = TokenEmbedding(len(vocab), d_model)
+embed = TokenEmbedding(tokenizer.vocab_size, d_model)
 add_positions = SinusoidalPositionalEncoding(d_model)
 x = add_positions(embed(token_ids))  # (1, T, d_model)
 print("x:", tuple(x.shape), " = (B, T, d_model)")
@@ -317,7 +331,7 @@ The widget below shows all heads small and one enlarged. Pick a head to study it
 **Try this**
 
 * Which head looks most like "attend to yourself" (a bright diagonal)? Which spreads its weight evenly?
-* Change `n_heads` to 2 or 8 in the cell that sets `d_model, n_heads` and rerun from there. How do the
+* Change `n_heads` to 8 in the cell that sets `d_model, n_heads` and rerun from there. How do the
   shapes printed at each step change? What happens with `n_heads = 3`, and why?
 * Pass `mask=causal_mask(T)` to `my_multi_head_attention` and plot again: every head loses its upper triangle.
 """),
@@ -457,11 +471,12 @@ print("nn.MultiheadAttention(512, 8):", f"{count_parameters(nn.MultiheadAttentio
                     ("concatenation", "拼接", "putting the heads' outputs side by side"),
                 ]
             )
-            + "\n\n## Next\n\n"
-            "* Exercises: [`../exercises/05_multi_head_attention.ipynb`](../exercises/05_multi_head_attention.ipynb): "
-            "write `split_heads`, `merge_heads` and a `MultiHeadAttention` class and check them.\n"
-            "* Lesson 06 adds the other half of a Transformer block: the feed-forward network, residual connections "
-            "and layer normalisation."
+            + your_turn(
+                "05",
+                "05_multi_head_attention",
+                "You will write `split_heads`, `merge_heads` and a `MultiHeadAttention` class, and count its parameters.",
+                "Next lesson: [06 the feed-forward network, residual connections and layer norm](06_mlp_residual_layernorm.ipynb).",
+            )
         ),
     ]
 
@@ -491,6 +506,7 @@ from course_lib.example import RUNNING_SENTENCE
 from course_lib.feedforward import FeedForward
 from course_lib.normalization import LayerNorm, layer_norm
 from course_lib.positional import SinusoidalPositionalEncoding
+from course_lib.tokenization import WordTokenizer
 from course_lib.viz import plot_matrix, show_map
 from course_lib.widgets import AblationToggles
 """)
@@ -516,7 +532,7 @@ four times wider, `d_ff = 64`, the same ratio as the paper (512 and 2048).
         code(RUNNING_TOKENS),
         code("""
 d_model, n_heads, d_ff = 16, 4, 64
-x = SinusoidalPositionalEncoding(d_model)(TokenEmbedding(len(vocab), d_model)(token_ids))  # (1, T, d_model)
+x = SinusoidalPositionalEncoding(d_model)(TokenEmbedding(tokenizer.vocab_size, d_model)(token_ids))  # (1, T, d_model)
 x = x.detach()  # we only need the values; gradients will be taken with respect to the layers below
 print("x:", tuple(x.shape), " = (B, T, d_model)")
 """),
@@ -827,10 +843,12 @@ exactly the same output (check the bars).
                     ("Transformer block", "Transformer 块", "attention + FFN, each with residual and layer norm"),
                 ]
             )
-            + "\n\n## Next\n\n"
-            "* Exercises: [`../exercises/06_mlp_residual_layernorm.ipynb`](../exercises/06_mlp_residual_layernorm.ipynb): "
-            "write `layer_norm` and `FeedForward` and check them.\n"
-            "* Lesson 07 stacks these blocks into the encoder and compares it with `nn.TransformerEncoderLayer`."
+            + your_turn(
+                "06",
+                "06_mlp_residual_layernorm",
+                "You will write `layer_norm`, `FeedForward` and a residual sublayer in both norm orders.",
+                "Next lesson: [07 the encoder](07_encoder.ipynb).",
+            )
         ),
     ]
 
@@ -881,6 +899,7 @@ from course_lib.masks import padding_mask
 from course_lib.multihead import MultiHeadAttention
 from course_lib.normalization import LayerNorm
 from course_lib.positional import SinusoidalPositionalEncoding
+from course_lib.tokenization import WordTokenizer
 from course_lib.viz import plot_attention, show_map
 from course_lib.widgets import HeadGrid
 """)
@@ -906,20 +925,17 @@ all: the encoder's output vectors *are* the product, e.g. averaged into a senten
 Encoder self-attention has **no causal mask**: the whole input is known in advance, so every token may
 look at every other token, including later ones. The only mask it needs is the padding mask of lesson 04.
 """),
-        md(
-            "## The running example\n\nA padding token `<pad>` gets id 0 this time, because we will need it for batches."
-        ),
+        md("## The running example\n\nThe same tokenizer as in lessons 01-04; its `<pad>` token matters for batches."),
         code("""
-tokens = RUNNING_SENTENCE.split()
-vocab = ["<pad>"] + sorted(set(tokens))  # id 0 is padding
-token_to_id = {word: index for index, word in enumerate(vocab)}
-PAD_ID = token_to_id["<pad>"]
-token_ids = torch.tensor([[token_to_id[word] for word in tokens]])  # (1, T)
+tokenizer = WordTokenizer.from_corpus([RUNNING_SENTENCE])
+tokens = tokenizer.tokenize(RUNNING_SENTENCE)
+token_ids = torch.tensor([tokenizer.encode(RUNNING_SENTENCE)])  # (1, T)
+PAD_ID = tokenizer.pad_id
 T = len(tokens)
-print("token ids:", token_ids.tolist(), " shape:", tuple(token_ids.shape))
+print("token ids:", token_ids.tolist(), " shape:", tuple(token_ids.shape), " pad id:", PAD_ID)
 
 d_model, n_heads, d_ff = 16, 4, 64
-embed = TokenEmbedding(len(vocab), d_model)
+embed = TokenEmbedding(tokenizer.vocab_size, d_model)
 add_positions = SinusoidalPositionalEncoding(d_model)
 x = add_positions(embed(token_ids))  # (1, T, d_model)
 print("x:", tuple(x.shape), " = (B, T, d_model)")
@@ -1018,10 +1034,11 @@ must not change anything: a sentence should get **the same vectors** whether it 
 longer sentence. The padding mask from lesson 04 (`True` at real tokens, shape `(B, 1, 1, T)`) stops every query
 from attending to a padded key.
 
-Test it: encode the running example alone, then with 3 and with 6 padding tokens appended, with and without the mask.
+Test it: encode the running example alone, then with 3 and with 6 padding tokens appended, with and without the
+mask. The padding goes at the end, so the real tokens keep their positions and their positional encodings.
 """),
         code("""
-encoder.eval()
+encoder.eval()  # evaluation mode (it switches dropout off; ours is 0 anyway)
 alone = encoder(x)  # (1, T, d_model), no padding at all
 
 for n_pad in (3, 6):
@@ -1042,7 +1059,7 @@ The same holds in a real batch. The second sentence is shorter and padded; its r
 """),
         code("""
 short = "the cat sat on the mat".split()
-short_ids = [token_to_id[word] for word in short]
+short_ids = tokenizer.encode(" ".join(short))
 batch_ids = torch.tensor([token_ids[0].tolist(), short_ids + [PAD_ID] * (T - len(short))])  # (2, T)
 print(batch_ids)
 batch_out = encoder(add_positions(embed(batch_ids)), padding_mask(batch_ids, PAD_ID))  # (2, T, d_model)
@@ -1131,10 +1148,12 @@ for norm_first in (False, True):
                     ("stack (of layers)", "堆叠", "N identical layers applied one after another"),
                 ]
             )
-            + "\n\n## Next\n\n"
-            "* Exercises: [`../exercises/07_encoder.ipynb`](../exercises/07_encoder.ipynb): write an `EncoderLayer` "
-            "and check it.\n"
-            "* Lesson 08 builds the decoder: masked self-attention plus cross-attention to this memory."
+            + your_turn(
+                "07",
+                "07_encoder",
+                "You will write an `EncoderLayer`, count its parameters, and pad a batch of sentences.",
+                "Next lesson: [08 the decoder](08_decoder.ipynb).",
+            )
         ),
     ]
 
@@ -1469,11 +1488,12 @@ print("logits, course_lib Transformer vs nn.Transformer: max abs difference",
                     ("beginning / end of sentence", "句首 / 句尾标记", "<bos> and <eos>"),
                 ]
             )
-            + "\n\n## Next\n\n"
-            "* Exercises: [`../exercises/08_decoder.ipynb`](../exercises/08_decoder.ipynb): write a `DecoderLayer` "
-            "and check it.\n"
-            "* Lesson 09 turns the logits into probabilities and the probabilities into text: sampling, greedy decoding, "
-            "beam search and the key/value cache."
+            + your_turn(
+                "08",
+                "08_decoder",
+                "You will write a `DecoderLayer`, predict the shape of cross-attention weights, and write `shift_right` for teacher forcing.",
+                "Next lesson: [09 the output layer and generation](09_generation.ipynb).",
+            )
         ),
     ]
 
@@ -1887,10 +1907,12 @@ cache stores `2 × n_layers × T × d_model` numbers per sequence.
                     ("autoregressive generation", "自回归生成", "each new token is fed back as input"),
                 ]
             )
-            + "\n\n## Next\n\n"
-            "* Exercises: [`../exercises/09_generation.ipynb`](../exercises/09_generation.ipynb): write "
-            "`next_token_probs` with temperature, top-k and top-p, and check it.\n"
-            "* Lesson 10 trains the encoder-decoder as a translator; lesson 11 trains a tiny GPT and generates text with it."
+            + your_turn(
+                "09",
+                "09_generation",
+                "You will write `next_token_probs` (temperature, top-k, top-p), greedy decoding, and the log-probability of a sequence.",
+                "Next: lesson 10 trains the encoder-decoder as a translator, and lesson 11 trains a tiny GPT and generates text with it.",
+            )
         ),
     ]
 
