@@ -161,7 +161,10 @@ def command_check(args, solutions_dir: Path) -> int:
             continue
         print(f"running {mine[lesson].name} ...", flush=True)
         report = ex.run_notebook(mine[lesson], _expected_for(solutions, lesson), timeout=args.timeout)
-        rows += [(r.exercise, r.passed, r.message) for r in report.results.values()]
+        rows += [
+            (r.exercise, r.passed, r.message + (f"\n{'':18}{r.hint}" if r.hint else ""))
+            for r in report.results.values()
+        ]
         if not report.results:
             rows.append((lesson, False, report.problem or "no check cells found"))
     print()

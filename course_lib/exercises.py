@@ -290,6 +290,7 @@ class ExerciseResult:
     exercise: str
     passed: bool
     message: str = ""
+    hint: str = ""  # the checker's "Hint: ..." line, when it gave one
 
 
 @dataclass
@@ -412,7 +413,9 @@ def judge_check_cell(exercise: str, cell, expected: str, executed: bool, stopped
         return ExerciseResult(exercise, False, stopped or "not run")
     errors = [output for output in cell.get("outputs", []) if output.get("output_type") == "error"]
     if errors:
-        return ExerciseResult(exercise, False, failure_message(errors[0]))
+        lines = str(errors[0].get("evalue", "")).splitlines()
+        hint = next((line.strip() for line in lines[1:] if line.strip().startswith("Hint:")), "")
+        return ExerciseResult(exercise, False, failure_message(errors[0]), hint)
     got = text_of_outputs(cell.get("outputs", []))
     if got != expected:
         shown = first_line(got) or "nothing"

@@ -240,17 +240,15 @@ class GPTExplainer(FigureWidget):
         stage = self.controls["stage"].value
         matrix = self.current_matrix()
         layer, head = self.controls["layer"].value, self.controls["head"].value
+        transparent = (1, 1, 1, 0)  # masked (-inf) cells let the hatched background show
         if stage == "softmax":
-            self.attention_image.set_cmap(viz.get_cmap("rocket"))
+            self.attention_image.set_cmap(viz.get_cmap("rocket").with_extremes(bad=transparent))
             viz.update_image(self.attention_image, matrix, vmin=0.0, vmax=1.0)
             self.attention_image.colorbar_.set_label("attention weight")
         else:
-            cmap = viz.get_cmap("vlag").copy()
-            cmap.set_bad((1, 1, 1, 0))
-            self.attention_image.set_cmap(cmap)
+            self.attention_image.set_cmap(viz.get_cmap("vlag").with_extremes(bad=transparent))
             viz.update_image(self.attention_image, matrix, center=0.0)
             self.attention_image.colorbar_.set_label("score")
-        self.attention_image.cmap.set_bad((1, 1, 1, 0))
         viz.set_tick_labels(self.ax_attention, tokens, tokens)
         self.ax_attention.tick_params(axis="x", labelrotation=90)
         self.ax_attention.set_title(f"2. layer {layer}, head {head}: {_STAGE_LABELS[stage]}")

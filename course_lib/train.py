@@ -68,6 +68,9 @@ class TranslatorRecipe:
     grad_clip: float = 1.0
     label_smoothing: float = 0.1
     n_train: int = 60_000
+    n_val: int = 1_000
+    n_test: int = 2_000
+    n_long: int = 500
     eval_every: int = 250
     eval_size: int = 200
     n_snapshots: int = 12
@@ -168,26 +171,19 @@ def cross_attention(model: Transformer, source: torch.Tensor, target: torch.Tens
 # ---------------------------------------------------------------- saving and loading
 
 
-def save_translator(
-    directory: Path,
-    model: Transformer,
-    recipe: TranslatorRecipe,
-    history: History,
-    facts: dict,
-    snapshot_steps: list[int],
-    snapshots: torch.Tensor,
-    snapshot_pairs: list[TranslationPair],
-) -> None:
+def save_translator(directory: Path, run: TranslatorRun, recipe: TranslatorRecipe) -> None:
     """Write ``translator.safetensors`` (float16 weights), ``translator.json`` (config,
     vocabularies, history, facts) and ``translator_snapshots.safetensors``."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    weights = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in model.state_dict().items()}
+    model = run.model
+    state = model.state_dict()
+    weights = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in state.items()}
     weights.pop("output.weight", None)  # tied to the target embedding: stored once
     save_file(weights, str(directory / f"{TRANSLATOR_NAME}.safetensors"))
     save_file(
-        {"cross_attention": snapshots.to(torch.float16).contiguous(), "steps": torch.tensor(snapshot_steps)},
+        {"cross_attention": run.snapshots.to(torch.float16).contiguous(), "steps": torch.tensor(run.snapshot_steps)},
         str(directory / f"{TRANSLATOR_NAME}_snapshots.safetensors"),
     )
     info = {
@@ -195,9 +191,9 @@ def save_translator(
         "recipe": asdict(recipe),
         "source_vocabulary": english_vocabulary().id_to_token,
         "target_vocabulary": chinese_vocabulary().id_to_token,
-        "snapshot_sentences": [[list(p.english), list(p.chinese)] for p in snapshot_pairs],
-        "history": history.to_dict(),
-        "facts": facts,
+        "snapshot_sentences": [[list(p.english), list(p.chinese)] for p in run.snapshot_pairs],
+        "history": run.history.to_dict(),
+        "facts": run.facts,
     }
     (directory / f"{TRANSLATOR_NAME}.json").write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n")
 
@@ -253,6 +249,19 @@ def _round_to_float16(model: Transformer) -> None:
             parameter.copy_(parameter.to(torch.float16).to(parameter.dtype))
 
 
+@dataclass
+class TranslatorRun:
+    """What ``train_translator`` produces: the model, its history, the measured facts and the
+    cross-attention snapshots (n_snapshots, n_layers, n_sentences, n_heads, T, S)."""
+
+    model: Transformer
+    history: History
+    facts: dict
+    snapshot_steps: list[int]
+    snapshots: torch.Tensor
+    snapshot_pairs: list[TranslationPair]
+
+
 def train_translator(
     out_dir: Path | str | None = None,
     seed: int = 0,
@@ -260,8 +269,10 @@ def train_translator(
     recipe: TranslatorRecipe | None = None,
     progress: bool = True,
     save: bool = True,
-) -> dict:
-    """Generate the data, train the translator, measure it, save it. Returns the facts."""
+) -> TranslatorRun:
+    """Generate the data, train the translator, measure it (greedy exact match on the
+    validation, test and long sets, after rounding the weights to float16 as shipped) and
+    save it when ``save``."""
     recipe = recipe or TranslatorRecipe()
     if time_limit_s is not None:
         recipe = TranslatorRecipe(**{**asdict(recipe), "time_limit_s": time_limit_s})
@@ -269,7 +280,7 @@ def train_translator(
     random.seed(seed)
     torch.manual_seed(seed)
     source_vocab, target_vocab = english_vocabulary(), chinese_vocabulary()
-    splits = make_splits(seed=seed, n_train=recipe.n_train)
+    splits = make_splits(seed, recipe.n_train, recipe.n_val, recipe.n_test, recipe.n_long)
     train_source, train_target = encode_pairs(splits["train"], source_vocab, target_vocab)  # (N, S), (N, T)
     model = build_translator(recipe, source_vocab, target_vocab)
 
@@ -297,6 +308,7 @@ def train_translator(
         snapshot=lambda m: cross_attention(m, snap_source, snap_target),
         seed=seed,
         time_limit_s=recipe.time_limit_s,
+        schedule_by_time=recipe.time_limit_s is not None,
         progress=progress,
     )
     _round_to_float16(model)
@@ -316,18 +328,17 @@ def train_translator(
         wrong_examples[name] = [[p.source_text, p.target_text, "".join(output)] for p, output in wrong[:20]]
     facts["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     facts["wrong_examples"] = wrong_examples
+    run = TranslatorRun(
+        model,
+        history,
+        facts,
+        [step for step, _ in history.snapshots],
+        torch.stack([weights for _, weights in history.snapshots]),  # (n_snapshots, n_layers, 4, n_heads, T, S)
+        snapshot_pairs,
+    )
     if save:
-        save_translator(
-            out_dir,
-            model,
-            recipe,
-            history,
-            facts,
-            [step for step, _ in history.snapshots],
-            torch.stack([weights for _, weights in history.snapshots]),
-            snapshot_pairs,
-        )
-    return facts
+        save_translator(out_dir, run, recipe)
+    return run
 
 
 def _print_translator_facts(facts: dict, out_dir: Path | None) -> None:
@@ -350,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir = args.out_dir if args.out_dir is not None else default_checkpoint_dir()
     if args.what == "translator":
-        facts = train_translator(out_dir, seed=args.seed, time_limit_s=args.time_limit, save=not args.no_save)
-        _print_translator_facts(facts, None if args.no_save else out_dir)
+        run = train_translator(out_dir, seed=args.seed, time_limit_s=args.time_limit, save=not args.no_save)
+        _print_translator_facts(run.facts, None if args.no_save else out_dir)
     else:
         from course_lib.language_data import train_gpt_checkpoint  # written for lesson 11
 

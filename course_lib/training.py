@@ -180,6 +180,7 @@ def train(
     progress: bool = True,
     log_every: int = 10,
     min_lr_ratio: float = 0.1,
+    schedule_by_time: bool = False,
 ) -> History:
     """Train ``model`` in place with AdamW, a warm-up + decay schedule and gradient clipping.
 
@@ -189,7 +190,9 @@ def train(
     the end) returns anything worth keeping. Both run in eval mode without gradients.
     ``seed`` seeds torch before training (dropout, and anything ``next_batch`` draws from
     torch's generator). ``time_limit_s`` stops the loop early, after the step that
-    crosses it; the schedule still assumes ``steps`` steps.
+    crosses it. The schedule assumes ``steps`` steps; with ``schedule_by_time=True`` it
+    follows whichever is further along, the steps or the clock, so that a slower
+    machine still completes the warm-up and the decay within ``time_limit_s``.
 
     Built in lesson 10 (train a translator); reused in lesson 11.
     """
@@ -199,6 +202,8 @@ def train(
     require_choice(where, "schedule", schedule, SCHEDULES)
     if eval_every and evaluate is None:
         raise ValueError(f"{where}: eval_every={eval_every} needs an evaluate function")
+    if schedule_by_time and time_limit_s is None:
+        raise ValueError(f"{where}: schedule_by_time=True needs a time_limit_s")
     if snapshot_every and snapshot is None:
         raise ValueError(f"{where}: snapshot_every={snapshot_every} needs a snapshot function")
 
@@ -230,8 +235,12 @@ def train(
     last_step = 0
     model.train()
     for step in bar:
+        schedule_step = step
+        if schedule_by_time:
+            elapsed_share = (time.perf_counter() - start) / time_limit_s
+            schedule_step = max(step, min(int(elapsed_share * steps), steps))
         lr = lr_at(
-            step,
+            schedule_step,
             peak_lr=peak_lr,
             warmup_steps=warmup_steps,
             total_steps=steps,

@@ -149,39 +149,86 @@ def depth(node: Sentence | NounPhrase) -> int:
     return 1 + depth(node.relative.other)
 
 
-# ---------------------------------------------------------------- rendering into English
+# ---------------------------------------------------------------- rendering, with alignment tags
+#
+# Each renderer returns (token, tag) pairs. A tag names the word of the tree a token comes
+# from: the path to its noun phrase plus a role ("det", "adj", "noun", "that", "verb", "not").
+# An English word and a Chinese token with the same tag translate each other, which gives
+# the word alignment (对齐) for free.
+
+Tagged = list[tuple[str, tuple]]
 
 
 def _present(verb: str, plural_subject: bool) -> str:
     return VERBS[verb].base if plural_subject else VERBS[verb].third_singular
 
 
-def english_tokens(node: Sentence | NounPhrase) -> list[str]:
-    """Render a tree (a sentence or a noun phrase) as English words."""
+def _english(node: Sentence | NounPhrase, path: tuple) -> Tagged:
     if isinstance(node, NounPhrase):
         noun = NOUNS[node.noun]
-        words = [node.determiner]
+        words = [(node.determiner, (path, "det"))]
         if node.adjective is not None:
-            words.append(node.adjective)
-        words.append(noun.plural if node.plural else noun.singular)
-        clause = node.relative
+            words.append((node.adjective, (path, "adj")))
+        words.append((noun.plural if node.plural else noun.singular, (path, "noun")))
+        clause, inner = node.relative, path + ("rel",)
         if clause is not None:
+            that, verb = ("that", (path, "that")), (inner, "verb")
             if clause.kind == "subject":  # the cat that chases the dog
-                words += ["that", _present(clause.verb, node.plural), *english_tokens(clause.other)]
+                words += [that, (_present(clause.verb, node.plural), verb), *_english(clause.other, inner)]
             else:  # the cat that the dog chases
-                words += ["that", *english_tokens(clause.other), _present(clause.verb, clause.other.plural)]
+                words += [that, *_english(clause.other, inner), (_present(clause.verb, clause.other.plural), verb)]
         return words
 
     verb = VERBS[node.verb]
+    main = (path, "verb")
     if node.negated:
         auxiliary = "did" if node.tense == "past" else ("do" if node.subject.plural else "does")
-        verb_words = [auxiliary, "not", verb.base]
+        verb_words = [(auxiliary, (path, "aux")), ("not", (path, "not")), (verb.base, main)]
+    elif node.tense == "past":
+        verb_words = [(verb.past, main)]
     else:
-        verb_words = [verb.past] if node.tense == "past" else [_present(node.verb, node.subject.plural)]
-    return english_tokens(node.subject) + verb_words + english_tokens(node.object)
+        verb_words = [(_present(node.verb, node.subject.plural), main)]
+    return _english(node.subject, path + ("subject",)) + verb_words + _english(node.object, path + ("object",))
 
 
-# ---------------------------------------------------------------- rendering into Chinese
+def _chinese(node: Sentence | NounPhrase, path: tuple) -> Tagged:
+    if isinstance(node, NounPhrase):
+        noun = NOUNS[node.noun]
+        words: Tagged = []
+        clause, inner = node.relative, path + ("rel",)
+        if clause is not None:
+            verb = (VERBS[clause.verb].chinese, (inner, "verb"))
+            if clause.kind == "subject":  # 追狗的猫
+                words += [verb, *_chinese(clause.other, inner), ("的", (path, "that"))]
+            else:  # 狗追的猫
+                words += [*_chinese(clause.other, inner), verb, ("的", (path, "that"))]
+        det = (path, "det")
+        if node.determiner == "a":
+            words += [("一", det), (noun.measure, det)]
+        elif node.determiner == "this":
+            words += [("这", det), (noun.measure, det)]
+        elif node.determiner == "these":
+            words += [("这些", det)]
+        elif node.determiner in NUMERALS:
+            words += [(NUMERALS[node.determiner], det), (noun.measure, det)]
+        if node.adjective is not None:
+            words.append((ADJECTIVES[node.adjective], (path, "adj")))
+        words.append((noun.chinese, (path, "noun")))
+        return words
+
+    verb, main = VERBS[node.verb].chinese, (path, "verb")
+    if node.negated:
+        verb_words = [("没" if node.tense == "past" else "不", (path, "not")), (verb, main)]
+    elif node.tense == "past":
+        verb_words = [(verb, main), ("了", main)]
+    else:
+        verb_words = [(verb, main)]
+    return _chinese(node.subject, path + ("subject",)) + verb_words + _chinese(node.object, path + ("object",))
+
+
+def english_tokens(node: Sentence | NounPhrase) -> list[str]:
+    """Render a tree (a sentence or a noun phrase) as English words."""
+    return [word for word, _ in _english(node, ())]
 
 
 def chinese_tokens(node: Sentence | NounPhrase) -> list[str]:
@@ -189,35 +236,15 @@ def chinese_tokens(node: Sentence | NounPhrase) -> list[str]:
 
     Noun phrase order: [relative clause 的] [这 / 这些 / numeral + measure word] [adjective] noun.
     """
-    if isinstance(node, NounPhrase):
-        noun = NOUNS[node.noun]
-        words: list[str] = []
-        clause = node.relative
-        if clause is not None:
-            verb = VERBS[clause.verb].chinese
-            if clause.kind == "subject":  # 追狗的猫
-                words += [verb, *chinese_tokens(clause.other), "的"]
-            else:  # 狗追的猫
-                words += [*chinese_tokens(clause.other), verb, "的"]
-        if node.determiner == "a":
-            words += ["一", noun.measure]
-        elif node.determiner == "this":
-            words += ["这", noun.measure]
-        elif node.determiner == "these":
-            words += ["这些"]
-        elif node.determiner in NUMERALS:
-            words += [NUMERALS[node.determiner], noun.measure]
-        if node.adjective is not None:
-            words.append(ADJECTIVES[node.adjective])
-        words.append(noun.chinese)
-        return words
+    return [word for word, _ in _chinese(node, ())]
 
-    verb = VERBS[node.verb].chinese
-    if node.negated:
-        verb_words = ["没" if node.tense == "past" else "不", verb]
-    else:
-        verb_words = [verb, "了"] if node.tense == "past" else [verb]
-    return chinese_tokens(node.subject) + verb_words + chinese_tokens(node.object)
+
+def alignment(node: Sentence | NounPhrase) -> list[tuple[int, int]]:
+    """The word alignment: (English position, Chinese position) for every pair of tokens
+    that translate each other. English "the" and the auxiliaries do/does/did have no
+    Chinese token; a numeral aligns with the numeral and its measure word (三只)."""
+    english, chinese = _english(node, ()), _chinese(node, ())
+    return [(i, j) for i, (_, tag) in enumerate(english) for j, (_, other) in enumerate(chinese) if tag == other]
 
 
 def join_chinese(tokens: list[str]) -> str:

@@ -380,9 +380,8 @@ def attention_stage(q, k, v, stage: str, causal: bool) -> np.ndarray:
     Shapes:
         q (T_q, d_k), k (T_k, d_k), v (T_k, d_v) -> (T_q, T_k), or (T_q, d_v) for "× V"
     """
-    viz_where = "attention_stage"
     if stage not in STAGES:
-        raise ValueError(f"{viz_where}: stage must be one of {STAGES}, got {stage!r}")
+        raise ValueError(f"attention_stage: stage must be one of {STAGES}, got {stage!r}")
     d_k = q.shape[-1]
     T_q, T_k = q.shape[-2], k.shape[-2]
     mask = causal_mask(T_q)[:, :T_k] if causal else None  # (T_q, T_k), True = may attend
@@ -428,6 +427,16 @@ class AttentionStepThrough(FigureWidget):
       and two more).
 
     ``current_matrix()`` is the stage's matrix for the chosen head: (T, T), or (T, d_head) for "× V".
+
+    Example with a real model (lesson 12): any function that returns one layer's per-head
+    queries, keys and values will do, e.g. for layer ``n`` of a course_lib encoder::
+
+        def qkv_fn(sentence):
+            tokens, hidden = hidden_states_before_layer(sentence, n)  # your code: (1, T, d_model)
+            q, k, v = qkv_from_attention(encoder.layers[n].self_attn, hidden)  # (n_heads, T, d_head) each
+            return tokens, q, k, v
+
+        AttentionStepThrough(sentences=["the cat sat on the mat"], qkv_fn=qkv_fn)
     """
 
     def __init__(
@@ -508,6 +517,7 @@ class AttentionStepThrough(FigureWidget):
         self.heatmap = viz.plot_matrix(np.zeros((2, 2)), ax=self.ax, colorbar=True)
         self.colorbar = self.heatmap.colorbar_
         self.cell_texts: list = []
+        self.inf_markers = None
 
     def _update(self) -> None:
         tokens = self.current_tokens()
@@ -539,8 +549,10 @@ class AttentionStepThrough(FigureWidget):
         self.cell_texts = []
         if self.controls["numbers"].value:
             self.cell_texts = viz.annotate_cells(self.heatmap, matrix, "{:.2f}")
-        elif stage == "masked":
-            self.cell_texts = viz.annotate_cells(self.heatmap, matrix, only_infinite=True)
+        show_markers = stage == "masked" and not self.controls["numbers"].value
+        self.inf_markers = viz.mark_infinite_cells(
+            self.heatmap, matrix if show_markers else np.zeros((1, 1)), self.inf_markers
+        )
 
     def _layout_key(self):
         return (self.controls["sentence"].value, self.controls["stage"].value == "× V")
@@ -629,6 +641,7 @@ class MaskExplorer(FigureWidget):
         )
         self.weights_image = viz.plot_attention(np.zeros((2, 2)), ["a", "b"], ["a", "b"], ax=self.ax_weights)
         self.texts: list = []
+        self.inf_markers = None
 
     def _update(self) -> None:
         sequence = self.sequence()
@@ -645,10 +658,12 @@ class MaskExplorer(FigureWidget):
         self.ax_weights.set_title("softmax weights: blocked cells get 0, rows still sum to 1")
         for text in self.texts:
             text.remove()
-        numbers = self.controls["numbers"].value
-        self.texts = viz.annotate_cells(self.scores_image, masked, "{:.1f}", fontsize=7, only_infinite=not numbers)
-        if numbers:
+        self.texts = []
+        if self.controls["numbers"].value:
+            self.texts = viz.annotate_cells(self.scores_image, masked, "{:.1f}", fontsize=7)
             self.texts += viz.annotate_cells(self.weights_image, weights, "{:.2f}", fontsize=6.5)
+        shown = np.zeros((1, 1)) if self.controls["numbers"].value else masked  # numbers already say -inf
+        self.inf_markers = viz.mark_infinite_cells(self.scores_image, shown, self.inf_markers)
 
     def _layout_key(self):
         return self.controls["pad_count"].value
@@ -777,7 +792,7 @@ class SamplingExplorer(FigureWidget):
         V = logits.shape[0]
         controls = {
             "temperature": widgets.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.05, description="temperature"),
-            "top_k": widgets.IntSlider(value=0, min=0, max=V, description="top-k (0 = off)"),
+            "top_k": widgets.IntSlider(value=0, min=0, max=min(V, 100), description="top-k (0 = off)"),
             "top_p": widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.01, description="top-p (1 = off)"),
         }
         for control in controls.values():

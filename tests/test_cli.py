@@ -39,7 +39,9 @@ def check_double(double):
 
 def check_mean(mean):
     if mean([1, 2, 3, 6]) != 3:
-        raise CheckFailed(f"01.2: mean([1, 2, 3, 6]) gave {mean([1, 2, 3, 6])!r}, expected 3: divide the sum by the count")
+        raise CheckFailed(
+            f"01.2: mean([1, 2, 3, 6]) gave {mean([1, 2, 3, 6])!r}, expected 3: divide the sum by the count\\nHint: divide by len(xs)"
+        )
     print("✓ 01.2 mean: correct")
 
 
@@ -228,6 +230,7 @@ def test_check_reports_each_exercise_and_agrees_with_nbval(course, tmp_path, cap
     assert rows["01.1"].split()[1] == "passed"
     assert rows["01.2"].split()[1] == "FAILED"
     assert "mean([1, 2, 3, 6]) gave 4.0, expected 3: divide the sum by the count" in rows["01.2"]
+    assert "\n" + " " * 18 + "Hint: divide by len(xs)\n" in out  # the checker's hint line, under its row
     assert rows["01.3"].split()[1] == "FAILED" and "not implemented yet" in rows["01.3"]
     assert "1/3 exercises pass" in out
 

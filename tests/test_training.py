@@ -1,6 +1,7 @@
 """Tests for course_lib.training: the schedule, label smoothing, clipping, determinism, learning."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -220,3 +221,63 @@ def test_train_rejects_bad_arguments():
         train(nn.Linear(1, 1), lambda s: None, lambda m, b: None, steps=0)
     with pytest.raises(ValueError, match="evaluate"):
         train(nn.Linear(1, 1), lambda s: None, lambda m, b: None, steps=1, eval_every=5)
+
+
+# ---------------------------------------------------------------- the translator recipe and its checkpoint
+
+
+def test_translator_checkpoint_round_trip(tmp_path):
+    from course_lib.train import TranslatorRecipe, load_translator, load_translator_snapshots, train_translator
+    from course_lib.translation_data import chinese_vocabulary, encode_pairs, english_vocabulary, make_splits
+
+    recipe = TranslatorRecipe(
+        d_model=16, n_heads=2, n_layers=1, d_ff=32, batch_size=8, steps=4, warmup_steps=2,
+        n_train=40, n_val=10, n_test=10, n_long=4, eval_every=2, eval_size=5, n_snapshots=2,
+    )  # fmt: skip
+    run = train_translator(tmp_path, recipe=recipe, progress=False)
+    model, info = load_translator(tmp_path)
+    pairs = make_splits(0, 1, 10, 10, 4)["test"]
+    source, target = encode_pairs(pairs, english_vocabulary(), chinese_vocabulary())
+    with torch.no_grad():
+        expected = run.model(source, target[:, :-1])
+        loaded = model(source, target[:, :-1])
+    assert torch.allclose(expected, loaded, atol=1e-6)  # the weights were rounded to float16 before measuring
+    assert info["facts"]["test_exact_match"] == run.facts["test_exact_match"]
+    assert info["history"]["eval_steps"] == [2, 4]
+    steps, snapshots = load_translator_snapshots(tmp_path)
+    assert steps == [0, 2, 4]
+    assert snapshots.shape[:4] == (3, 1, 4, 2)  # (n_snapshots, n_layers, n_sentences, n_heads, T, S)
+    assert torch.allclose(snapshots.sum(dim=-1)[..., 0].double(), torch.ones(3, 1, 4, 2), atol=1e-2)  # rows sum to 1
+
+
+def test_shipped_translator_checkpoint():
+    """The checkpoint in the repository: small, loadable with today's vocabularies, and as good as it says."""
+    from course_lib.train import default_checkpoint_dir, exact_match, load_translator
+    from course_lib.translation_data import chinese_vocabulary, english_vocabulary, make_splits
+
+    directory = default_checkpoint_dir()
+    if not (directory / "translator.json").exists():
+        pytest.skip("no shipped translator checkpoint")
+    for path in directory.glob("translator*.safetensors"):
+        assert path.stat().st_size <= 5_000_000, path
+    model, info = load_translator(directory)
+    assert info["facts"]["test_exact_match"] >= 0.99
+    test = make_splits(info["facts"]["seed"], 1, info["recipe"]["n_val"], info["recipe"]["n_test"], 0)["test"][:200]
+    accuracy, _ = exact_match(model.float(), test, english_vocabulary(), chinese_vocabulary())
+    assert accuracy >= 0.97
+
+
+def test_schedule_by_time_finishes_the_decay_when_time_runs_out():
+    next_batch, loss_fn = regression_task()
+
+    def slow_loss(model, batch):
+        time.sleep(0.01)
+        return loss_fn(model, batch)
+
+    history = train(
+        nn.Linear(4, 1), next_batch, slow_loss, steps=10**6, peak_lr=1.0, warmup_steps=2, time_limit_s=0.5,
+        schedule_by_time=True, progress=False, log_every=1,
+    )  # fmt: skip
+    assert history.steps[-1] < 1000  # stopped by the clock, far from 10**6 steps
+    assert max(history.lr) > 0.5  # the warm-up and the peak happened
+    assert history.lr[-1] < 0.15  # and the cosine decayed to near its floor (0.1) in time

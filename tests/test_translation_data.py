@@ -13,6 +13,7 @@ from course_lib.translation_data import (
     NounPhrase,
     RelativeClause,
     Sentence,
+    alignment,
     chinese_tokens,
     chinese_vocabulary,
     depth,
@@ -179,6 +180,19 @@ def test_alignment_crosses_exactly_when_there_is_a_relative_clause(splits):
         assert monotone == (pair.depth == 0), pair.source_text
         checked[pair.depth] += 1
     assert min(checked.values()) >= 20  # each depth was really checked
+
+
+def test_alignment_links_translations_and_covers_every_chinese_token(splits):
+    glosses = {noun.plural: noun.chinese for noun in NOUNS.values()} | {n.singular: n.chinese for n in NOUNS.values()}
+    for pair in splits["test"][:200]:
+        tree = parse_english(pair.source_text)
+        links = alignment(tree)
+        assert {j for _, j in links} == set(range(len(pair.chinese)))  # no Chinese token comes from nowhere
+        for i, j in links:
+            if pair.english[i] in glosses:
+                assert pair.chinese[j] == glosses[pair.english[i]]
+        chinese_order = [j for _, j in sorted(links)]
+        assert (chinese_order == sorted(chinese_order)) == (pair.depth == 0)
 
 
 def test_targets_match_the_reference_translation(splits):

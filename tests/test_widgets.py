@@ -220,7 +220,8 @@ def test_step_through_each_stage(step):
     masked = step.current_matrix()
     assert np.isneginf(masked[future]).all()
     np.testing.assert_allclose(masked[~future], scaled[~future], rtol=1e-5, atol=1e-6)
-    assert sum(t.get_text() == "-inf" for t in step.cell_texts) == future.sum()
+    marked = {(int(row), int(col)) for col, row in step.inf_markers.get_offsets()}
+    assert marked == set(zip(*np.nonzero(future), strict=True))  # "-inf" written on exactly the future cells
     pngs.add(_png(step))
     step.controls["stage"].value = "× V"
     weights = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (T, d_head), PyTorch's own
@@ -275,7 +276,12 @@ def test_mask_explorer_causal_plus_padding(masks):
     expected = np.exp(np.where(blocked, -np.inf, scores))
     expected /= expected.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(masks.current_matrix(), expected, rtol=1e-6, atol=1e-12)
+    marked = {(int(row), int(col)) for col, row in masks.inf_markers.get_offsets()}
+    assert marked == set(zip(*np.nonzero(blocked), strict=True))
+    masks.controls["numbers"].value = True  # the numbers view writes every cell, -inf included
     assert sum(t.get_text() == "-inf" for t in masks.texts) == blocked.sum()
+    assert len(masks.inf_markers.get_offsets()) == 0
+    masks.controls["numbers"].value = False
 
 
 def test_mask_explorer_each_kind(masks):
@@ -419,8 +425,8 @@ LATENCY_CHANGES = {
     "pe": ("position", [3, 9, 15, 21, 27, 4, 10, 16]),
     "step": ("stage", list(W.STAGES) + ["QK^T", "softmax", "masked"]),
     "masks": ("mask", list(W.MASK_KINDS) * 2),
-    "grid": ("head", [0, 1, 2, 3] * 2),
-    "sampling": ("top_k", list(range(1, 9))),
+    "grid": ("head", [0, 1, 2, 3] * 3),
+    "sampling": ("top_k", list(range(1, 13))),
     "ablation": ("head", [0, 1, 2, 3] * 2),
 }
 
@@ -440,7 +446,7 @@ def test_hold_redraws_once(pe):
 def test_update_latency(name, request):
     """Median time from a control change to the new PNG in the Image widget.
 
-    Measured over this test's 8 changes plus every update the earlier tests of this module made
+    Measured over this test's 8 to 12 changes plus every update the earlier tests of this module made
     (about 20 in all when the whole file runs), leaving out the first draw (built with the widget).
     """
     widget = request.getfixturevalue(name)

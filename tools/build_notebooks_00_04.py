@@ -350,6 +350,47 @@ widgets.VBox([context_slider, widgets.interactive_output(show_next_token, {"cont
 > the logits do not change: they depend only on `B`, `T` and `V`. What changes them?
 
 > **Try this:** add a word to the sentence before building the tokenizer. Which shapes grow?
+
+## The same interface, after training
+
+Lesson 11 trains this kind of model for real and saves it in the folder `checkpoints/`. It learns a
+small made-up language that the course generates: sentences about dogs, cats and children, with
+nested clauses and brackets that must be closed. (Our running sentence is not in that language:
+*sat* and *mat* are not in its vocabulary.) Here is what the trained model writes, starting each
+sentence from `<bos>` and sampling one token at a time until it produces `<eos>`:
+"""),
+        code("""
+from course_lib.language_data import CHECKPOINT_DIR, generate_sentences, load_tiny_gpt
+
+checkpoint_ready = (CHECKPOINT_DIR / "tiny_gpt.safetensors").exists()
+if checkpoint_ready:
+    trained_model, trained_tokenizer, info = load_tiny_gpt()
+    print(f"lesson 11's tiny GPT: {info['steps']} training steps, V = {trained_tokenizer.vocab_size}")
+    generator = torch.Generator().manual_seed(0)  # seeded: the same sentences every run
+    for text in generate_sentences(trained_model, trained_tokenizer, 5, generator=generator):
+        print("  ", text)
+else:
+    print("No checkpoint yet: run lesson 11 to train the tiny GPT, then come back.")
+"""),
+        md("""
+Its next-token probabilities are no longer flat. After *the dog that the cats chase*, the grammar
+of this language wants a verb that agrees with the singular *dog*, far back at the start, or a
+word that continues the phrase. The interface is the one we saw: ids `(1, T)` in, logits
+`(1, T, V)` out, softmax over the last row.
+"""),
+        code("""
+if checkpoint_ready:
+    prompt = "the dog that the cats chase"
+    prompt_ids = torch.tensor([[trained_tokenizer.bos_id] + trained_tokenizer.encode(prompt)])  # (1, T)
+    with torch.no_grad():
+        trained_logits = trained_model(prompt_ids)  # (1, T, V)
+    next_token = torch.softmax(trained_logits[0, -1], dim=-1)  # (V,)
+    print("ids", tuple(prompt_ids.shape), "-> logits", tuple(trained_logits.shape))
+    print(f"after '{prompt}':")
+    top = next_token.topk(5)
+    for probability, index in zip(top.values, top.indices):
+        print(f"  {trained_tokenizer.id_to_token[index]:>8}  {probability:.4f}")
+    print(f"uniform guess 1/V = {1 / trained_tokenizer.vocab_size:.4f}")
 """),
         md(f"""
 ## The road map
@@ -398,7 +439,8 @@ Inside a notebook you can run the same commands with a `!` in front: `!course hi
   position, a score for every possible next token. A softmax over the last dimension makes them
   probabilities.
 - One sentence of `T` tokens holds `T - 1` (context → next token) examples, all predicted in one pass.
-- An untrained model gives every token about `1/V`; training makes the true next token likely.
+- An untrained model gives every token about `1/V`; training makes the true next token likely, and
+  a trained model writes text by predicting one token at a time (lesson 11's tiny GPT above).
 
 ## Key terms
 
@@ -1312,8 +1354,8 @@ for d in dimensions:
 """),
         md("""
 Why does the spread matter? Softmax turns differences of scores into ratios of weights:
-$e^{s_1}/e^{s_2} = e^{s_1 - s_2}$. Scores that differ by 30 give one weight about $e^{30}$ times
-the other, so the softmax puts almost all weight on the largest score: it **saturates** into a
+$e^{s_1}/e^{s_2} = e^{s_1 - s_2}$. With $d_k = 1024$ the scores have a standard deviation of about
+$\\sqrt{1024} = 32$, and scores that differ by 30 give one weight about $e^{30}$ times the other, so the softmax puts almost all weight on the largest score: it **saturates** into a
 one-hot vector. That is bad for learning: the gradient of softmax,
 $\\partial p_i / \\partial s_j = p_i(\\delta_{ij} - p_j)$, is nearly zero when $p$ is one-hot, so
 the scores (and the query and key weights behind them) stop learning.

@@ -1080,10 +1080,10 @@ Two conventions to respect:
 
 * PyTorch's `src_key_padding_mask` is **True at padding** (blocked); ours is True at real tokens. So we pass
   `batch_ids == PAD_ID`.
-* PyTorch has a **fast path**: in inference (`eval()` and no gradients) it may run a fused kernel that packs
-  the batch into a nested tensor and returns **zeros at padded positions**. Our layer returns ordinary (but
-  meaningless) vectors there. So we compare at the **real tokens only**, which is what matters; with gradients
-  enabled, as here, PyTorch takes the ordinary path anyway.
+* PyTorch has a **fast path**: in inference (`eval()` and no gradients) it runs a fused kernel, and
+  `nn.TransformerEncoder` (below) packs a padded batch into a nested tensor and returns **zeros at padded
+  positions**. Our layer returns ordinary (but meaningless) vectors there. So we compare at the **real tokens
+  only**, which is what matters; with gradients enabled, as here, PyTorch takes the ordinary path anyway.
 """),
         code("""
 batch_x = add_positions(embed(batch_ids)).detach()  # (2, T, d_model)
@@ -1121,8 +1121,9 @@ for norm_first in (False, True):
 
 * Set `n_layers=6` (the paper's value) and plot the per-layer maps again. Do later layers look flatter or sharper?
 * Drop the padding mask in the `nn.TransformerEncoderLayer` comparison but keep it in ours: which tokens differ?
-* Put `torch.no_grad()` around the PyTorch call with `theirs.eval()` and print `their_out[1]`: do you see the zeros
-  of the fast path at the padded positions?
+* In the `nn.TransformerEncoder` cell, remove `enable_nested_tensor=False`, call `theirs.eval()` and run it under
+  `with torch.no_grad():`. Print `their_out[1]`: the padded positions are now exact zeros (the fast path), while
+  the real tokens still match ours.
 
 ## Summary
 
@@ -1661,8 +1662,8 @@ Move the sliders to try other settings (temperature 0 means greedy; top-k 0 and 
 ## Sampling, reproducibly
 
 `sample_next_token` draws one token per row with `torch.multinomial`. Randomness comes from a
-**generator**; a `torch.Generator` seeded with the same number gives the same draws, on any machine,
-without touching the global seed.
+**generator**; a `torch.Generator` seeded with the same number gives the same draws every time, without
+touching the global seed.
 """),
         code("""
 probs = next_token_probs(next_logits, temperature=1.0)[None]  # (1, V)
@@ -1808,8 +1809,8 @@ for name, kwargs in [("greedy", dict(temperature=0.0)), ("sampled", dict(tempera
 """),
         md(r"""
 **How much faster?** A bigger GPT (context 512, `d_model = 128`, 2 layers, float32 as in practice), a
-40-token prompt, 200 new tokens by greedy decoding, once with the cache and once recomputing everything. We
-time every step. (Timings depend on your machine; this cell's stored numbers are not checked.)
+40-token prompt, 200 new tokens by greedy decoding, once with the cache and once recomputing everything, on one CPU
+thread (set in the first cell). We time every step. (Timings depend on your machine; this cell's stored numbers are not checked.)
 """),
         code("""
 # NBVAL_IGNORE_OUTPUT
