@@ -27,6 +27,7 @@ import torch
 
 from course_lib.generation import greedy_decode
 from course_lib.models import Transformer, TransformerConfig
+from course_lib.tokenization import PAD_ID
 from course_lib.training import History, label_smoothed_cross_entropy, train
 from course_lib.translation_data import (
     TranslationPair,
@@ -56,13 +57,13 @@ class TranslatorRecipe:
     d_model: int = 128
     n_heads: int = 4
     n_layers: int = 3
-    d_ff: int = 512
+    d_ff: int = 256
     dropout: float = 0.0
     norm_first: bool = True
-    batch_size: int = 96
-    steps: int = 4000
-    peak_lr: float = 1e-3
-    warmup_steps: int = 200
+    batch_size: int = 64
+    steps: int = 3000
+    peak_lr: float = 2e-3
+    warmup_steps: int = 100
     schedule: str = "cosine"
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -73,7 +74,9 @@ class TranslatorRecipe:
     n_long: int = 500
     eval_every: int = 250
     eval_size: int = 200
-    n_snapshots: int = 12
+    snapshot_every: int = 100
+    snapshot_dense_until: int = 1000
+    snapshot_sparse_every: int = 500
     time_limit_s: float = 180.0
 
 
@@ -95,16 +98,28 @@ def build_translator(recipe: TranslatorRecipe, source_vocab: Vocabulary, target_
     return Transformer(config)
 
 
-def batch_sampler(source: torch.Tensor, target: torch.Tensor, batch_size: int, seed: int):
-    """``next_batch(step)`` for ``train``: a random batch of rows, padding columns trimmed.
+def batch_sampler(source: torch.Tensor, target: torch.Tensor, batch_size: int, seed: int, pool: int = 8):
+    """``next_batch(step)`` for ``train``: random batches of sentences of similar length.
+
+    It draws ``pool * batch_size`` random rows at once, sorts them by source length and
+    cuts them into ``pool`` batches, served in random order. Sentences in a batch then
+    have similar lengths, so little compute goes into padding (``pool=1``: plain random
+    batches). Padding columns are trimmed.
 
     Shapes:
         source (N, S), target (N, T) -> each batch (B, S'), (B, T')
     """
     generator = torch.Generator().manual_seed(seed)
+    source_lengths = (source != PAD_ID).sum(dim=1)  # (N,)
+    waiting: list[torch.Tensor] = []
 
     def next_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = torch.randint(0, source.shape[0], (batch_size,), generator=generator)  # (B,)
+        if not waiting:
+            rows = torch.randint(0, source.shape[0], (pool * batch_size,), generator=generator)  # (pool * B,)
+            rows = rows[torch.argsort(source_lengths[rows], stable=True)]  # (pool * B,) shortest first
+            batches = rows.split(batch_size)  # pool tensors of (B,)
+            waiting.extend(batches[i] for i in torch.randperm(len(batches), generator=generator).tolist())
+        rows = waiting.pop()  # (B,)
         return trim_padding(source[rows]), trim_padding(target[rows])  # (B, S'), (B, T')
 
     return next_batch
@@ -287,7 +302,6 @@ def train_translator(
     eval_pairs = splits["val"][: recipe.eval_size]
     snapshot_pairs = splits["test"][:4]
     snap_source, snap_target = encode_pairs(snapshot_pairs, source_vocab, target_vocab)  # (4, S), (4, T)
-    snapshot_every = max(recipe.steps // recipe.n_snapshots, 1)
 
     def evaluate(m):
         return {"val_exact_match": exact_match(m, eval_pairs, source_vocab, target_vocab)[0]}
@@ -304,7 +318,7 @@ def train_translator(
         grad_clip=recipe.grad_clip,
         eval_every=recipe.eval_every,
         evaluate=evaluate,
-        snapshot_every=snapshot_every,
+        snapshot_every=recipe.snapshot_every,
         snapshot=lambda m: cross_attention(m, snap_source, snap_target),
         seed=seed,
         time_limit_s=recipe.time_limit_s,
@@ -328,12 +342,19 @@ def train_translator(
         wrong_examples[name] = [[p.source_text, p.target_text, "".join(output)] for p, output in wrong[:20]]
     facts["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     facts["wrong_examples"] = wrong_examples
+    # Attention forms early: keep every snapshot up to snapshot_dense_until, fewer after it, and the last.
+    last_step = history.snapshots[-1][0]
+    kept = [
+        (step, weights)
+        for step, weights in history.snapshots
+        if step <= recipe.snapshot_dense_until or step % recipe.snapshot_sparse_every == 0 or step == last_step
+    ]
     run = TranslatorRun(
         model,
         history,
         facts,
-        [step for step, _ in history.snapshots],
-        torch.stack([weights for _, weights in history.snapshots]),  # (n_snapshots, n_layers, 4, n_heads, T, S)
+        [step for step, _ in kept],
+        torch.stack([weights for _, weights in kept]),  # (n_snapshots, n_layers, 4, n_heads, T, S)
         snapshot_pairs,
     )
     if save:

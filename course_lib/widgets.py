@@ -344,16 +344,20 @@ class _DefaultAttentionModel:
     def __init__(self, sentences, d_model: int, n_heads: int, seed: int):
         generator = torch.Generator().manual_seed(seed)
         self.vocabulary = sorted({word for sentence in sentences for word in sentence_tokens(sentence)})
-        self.table = torch.randn(len(self.vocabulary), d_model, generator=generator)  # (V, d_model)
+        # float32 throughout, whatever the session's default dtype
+        self.table = torch.randn(
+            len(self.vocabulary), d_model, generator=generator, dtype=torch.float32
+        )  # (V, d_model)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.attention = MultiHeadAttention(d_model, n_heads)
+            self.attention = MultiHeadAttention(d_model, n_heads).float()
         self.attention.eval()
 
     def embed(self, sentence: str) -> tuple[list[str], torch.Tensor]:
         tokens = sentence_tokens(sentence)
         ids = torch.tensor([self.vocabulary.index(word) for word in tokens])  # (T,)
-        x = self.table[ids] + sinusoidal_positional_encoding(len(tokens), self.table.shape[1])  # (T, d_model)
+        positions = sinusoidal_positional_encoding(len(tokens), self.table.shape[1]).float()  # (T, d_model)
+        x = self.table[ids] + positions  # (T, d_model)
         return tokens, x.unsqueeze(0)  # (1, T, d_model)
 
 
@@ -686,9 +690,11 @@ class HeadGrid(FigureWidget):
         a leading batch of 1 from ``attention_weights`` (1, n_heads, T_q, T_k) is read as one layer.
 
     Controls: ``layer`` and ``head``. ``current_matrix()`` is the enlarged head's weights (T_q, T_k).
+    All heatmaps share one colour scale from 0 to ``vmax``; by default the largest weight shown,
+    so the nearly uniform heads of an untrained model are not all drawn black.
     """
 
-    def __init__(self, weights, query_tokens, key_tokens=None, ncols: int = 4):
+    def __init__(self, weights, query_tokens, key_tokens=None, ncols: int = 4, vmax: float | None = None):
         where = "HeadGrid"
         weights = viz.to_numpy(weights, where, "weights")
         if weights.ndim == 3:
@@ -703,6 +709,7 @@ class HeadGrid(FigureWidget):
         self.query_tokens = [str(t) for t in query_tokens]
         self.key_tokens = [str(t) for t in key_tokens]
         self.ncols = ncols
+        self.vmax = float(weights.max()) if vmax is None else float(vmax)
         n_layers, n_heads = weights.shape[:2]
         controls = {
             "layer": widgets.IntSlider(value=0, min=0, max=n_layers - 1, description="layer", disabled=n_layers == 1),
@@ -724,7 +731,7 @@ class HeadGrid(FigureWidget):
         self.small_axes = []
         for head in range(n_heads):
             ax = self.figure.add_subplot(small[divmod(head, ncols)])
-            image = viz.plot_matrix(self.weights[0, head], ax=ax, cmap="rocket", colorbar=False, vmin=0, vmax=1)
+            image = viz.plot_matrix(self.weights[0, head], ax=ax, cmap="rocket", colorbar=False, vmin=0, vmax=self.vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlabel("")
@@ -735,7 +742,7 @@ class HeadGrid(FigureWidget):
             self.small_axes.append(ax)
         self.ax_big = self.figure.add_subplot(outer[1])
         self.big_image = viz.plot_attention(
-            self.weights[0, 0], self.query_tokens, self.key_tokens, ax=self.ax_big, vmax=1.0
+            self.weights[0, 0], self.query_tokens, self.key_tokens, ax=self.ax_big, vmax=self.vmax
         )
 
     def _update(self) -> None:

@@ -232,7 +232,7 @@ def test_translator_checkpoint_round_trip(tmp_path):
 
     recipe = TranslatorRecipe(
         d_model=16, n_heads=2, n_layers=1, d_ff=32, batch_size=8, steps=4, warmup_steps=2,
-        n_train=40, n_val=10, n_test=10, n_long=4, eval_every=2, eval_size=5, n_snapshots=2,
+        n_train=40, n_val=10, n_test=10, n_long=4, eval_every=2, eval_size=5, snapshot_every=2,
     )  # fmt: skip
     run = train_translator(tmp_path, recipe=recipe, progress=False)
     model, info = load_translator(tmp_path)
