@@ -101,7 +101,7 @@ def test(extra_args: list[str]) -> None:
     python = setup()
     install_browser_if_possible()
     lint(python)
-    run(python, "-m", "pytest", "--nbval", *TEST_PATHS, *extra_args)
+    run(python, "-m", "pytest", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg", *TEST_PATHS, *extra_args)
 
 
 def lab() -> None:

@@ -158,7 +158,7 @@ demonstration run below; the validation, test and long sets do not depend on tha
         code(r"""
 model, info = load_translator()  # the shipped checkpoint: weights, configuration, history, measured facts
 recipe = TranslatorRecipe(**info["recipe"])
-splits = make_splits(seed=info["facts"]["seed"], n_train=2000)
+splits = make_splits(info["facts"]["seed"], 2000, recipe.n_val, recipe.n_test, recipe.n_long)
 source_vocab, target_vocab = english_vocabulary(), chinese_vocabulary()
 for name, pairs in splits.items():
     lengths = [len(pair.english) for pair in pairs]
@@ -457,11 +457,11 @@ class AlignmentFormingSlider(FigureWidget):
 
     def _build_figure(self):
         self.ax = self.figure.add_subplot()
-        self.image = viz.plot_attention(np.zeros((2, 2)), ["a", "b"], ["a", "b"], ax=self.ax, vmax=1.0)
+        self.heatmap = viz.plot_attention(np.zeros((2, 2)), ["a", "b"], ["a", "b"], ax=self.ax, vmax=1.0)
 
     def _update(self):
         english, chinese = self.sentences[self.controls["sentence"].value]
-        viz.update_image(self.image, self.current_matrix(), vmin=0.0, vmax=1.0)
+        viz.update_image(self.heatmap, self.current_matrix(), vmin=0.0, vmax=1.0)
         viz.set_tick_labels(self.ax, list(chinese) + ["<eos>"], english)
         self.ax.set_ylabel("Chinese token being predicted")
         self.ax.set_title(f"after {self.steps[self.controls['snapshot'].value]} training steps")
