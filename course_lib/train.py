@@ -3,7 +3,7 @@
 From the repository root (any operating system)::
 
     python -m course_lib.train translator   # lesson 10: checkpoints/translator.*
-    python -m course_lib.train gpt          # lesson 11: checkpoints/gpt.*
+    python -m course_lib.train gpt          # lesson 11: checkpoints/tiny_gpt.*
 
 The translator recipe lives here: the model's size, the batches, the loss (label-smoothed
 cross-entropy), exact-match evaluation with greedy decoding, the cross-attention
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -210,7 +211,9 @@ def save_translator(directory: Path, run: TranslatorRun, recipe: TranslatorRecip
         "history": run.history.to_dict(),
         "facts": run.facts,
     }
-    (directory / f"{TRANSLATOR_NAME}.json").write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n")
+    (directory / f"{TRANSLATOR_NAME}.json").write_text(
+        json.dumps(info, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
 
 
 def load_translator(directory: Path | str | None = None) -> tuple[Transformer, dict]:
@@ -227,7 +230,7 @@ def load_translator(directory: Path | str | None = None) -> tuple[Transformer, d
         raise FileNotFoundError(
             f"load_translator: {json_path} not found; rebuild it with `python -m course_lib.train translator`"
         )
-    info = json.loads(json_path.read_text())
+    info = json.loads(json_path.read_text(encoding="utf-8"))
     if info["source_vocabulary"] != english_vocabulary().id_to_token or (
         info["target_vocabulary"] != chinese_vocabulary().id_to_token
     ):
@@ -294,6 +297,7 @@ def train_translator(
     out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir()
     random.seed(seed)
     torch.manual_seed(seed)
+    load_average = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # a busy machine trains slower
     source_vocab, target_vocab = english_vocabulary(), chinese_vocabulary()
     splits = make_splits(seed, recipe.n_train, recipe.n_val, recipe.n_test, recipe.n_long)
     train_source, train_target = encode_pairs(splits["train"], source_vocab, target_vocab)  # (N, S), (N, T)
@@ -330,7 +334,9 @@ def train_translator(
     facts: dict = {
         "seed": seed,
         "steps_done": history.steps[-1],
-        "training_seconds": round(history.seconds, 1),
+        "training_seconds": round(history.train_seconds, 1),
+        "training_seconds_with_final_evaluation": round(history.seconds, 1),
+        "load_average_at_start": load_average,
         "torch_threads": torch.get_num_threads(),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "split_sizes": {name: len(pairs) for name, pairs in splits.items()},
@@ -363,7 +369,10 @@ def train_translator(
 
 
 def _print_translator_facts(facts: dict, out_dir: Path | None) -> None:
-    print(f"trained {facts['steps_done']} steps in {facts['training_seconds']} s ({facts['torch_threads']} threads)")
+    print(
+        f"trained {facts['steps_done']} steps in {facts['training_seconds']} s "
+        f"({facts['torch_threads']} threads, load average {facts['load_average_at_start']} at the start)"
+    )
     for name in ("val", "test", "long"):
         size = facts["split_sizes"][name]
         print(f"{name:>5} exact match: {100 * facts[f'{name}_exact_match']:.2f}% of {size} sentences")
@@ -379,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
     parser.add_argument("--no-save", action="store_true", help="train and report, but write nothing")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     out_dir = args.out_dir if args.out_dir is not None else default_checkpoint_dir()
     if args.what == "translator":
         run = train_translator(out_dir, seed=args.seed, time_limit_s=args.time_limit, save=not args.no_save)

@@ -38,7 +38,9 @@ class History:
     ``steps``/``train_loss``/``lr`` are logged every ``log_every`` steps (and at the
     last step); ``eval_steps``/``eval_metrics`` every ``eval_every`` steps (and at the
     end); ``snapshots`` holds ``(step, snapshot(model))`` pairs; ``seconds`` is the
-    wall-clock time of the whole loop, evaluations included.
+    wall-clock time of the whole call, the final evaluation included, and
+    ``train_seconds`` the time until the last step was done (the evaluations and
+    snapshots during training included: that is the time ``time_limit_s`` bounds).
     """
 
     steps: list[int] = field(default_factory=list)
@@ -48,6 +50,7 @@ class History:
     eval_metrics: list[dict[str, float]] = field(default_factory=list)
     snapshots: list[tuple[int, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    train_seconds: float = 0.0
 
     def metric(self, name: str) -> list[float]:
         """The values of one evaluation metric, aligned with ``eval_steps``."""
@@ -62,6 +65,7 @@ class History:
             "eval_steps": list(self.eval_steps),
             "eval_metrics": [dict(m) for m in self.eval_metrics],
             "seconds": self.seconds,
+            "train_seconds": self.train_seconds,
         }
 
     @classmethod
@@ -74,6 +78,7 @@ class History:
             eval_steps=list(data["eval_steps"]),
             eval_metrics=[dict(m) for m in data["eval_metrics"]],
             seconds=float(data["seconds"]),
+            train_seconds=float(data.get("train_seconds", 0.0)),
         )
 
 
@@ -271,6 +276,7 @@ def train(
             run_eval(done)
         if snapshot_every and done % snapshot_every == 0 and not is_last:
             take_snapshot(done)
+        history.train_seconds = time.perf_counter() - start
         if out_of_time:
             break
     bar.close()

@@ -251,7 +251,7 @@ Training takes 3 minutes, so the lesson loads the shipped checkpoint
 (`checkpoints/tiny_gpt.safetensors` with `checkpoints/tiny_gpt.json`). Set `RETRAIN = True` to train it
 again from scratch in this notebook; from a terminal, `python -m course_lib.train gpt` does the same
 and prints the measurements. Either way `ld.train_gpt_checkpoint` runs: it estimates the floor, samples
-120,000 training sentences, fits the number of steps to the time budget, trains with
+150,000 training sentences, fits the number of steps to the time budget, trains with
 `course_lib.training.train`, and measures the result on 20,000 fresh sentences."""
         ),
         code(
@@ -388,10 +388,15 @@ plt.show()"""
         md(
             """Over all tokens the trigram is not bad: most words depend only on their neighbours. But at the
 long-range positions it loses a lot: it cannot tell whether the verb needs a singular or plural form,
-which bracket to close, or whether "then" is coming. The GPT sits at (or within a few hundredths of) the
-floor at exactly those positions: attention carries the information across the sentence.
+which bracket to close, or whether "then" is coming. The GPT sits at the floor at exactly those
+positions: attention carries the information across the sentence.
+
+Can a model go *below* the floor? Not on average over all tokens. But a group of positions chosen by
+what happened there can be undercut: a closing bracket means "the aside was not extended", and a model
+that is a little too sure of that gains at the closing brackets and pays back at the asides that did go
+deeper. That is why the GPT's bar can dip just under zero at the closing bracket.
 (The checkpoint's JSON has the same table on 20,000 sentences, with the trigram counted on all
-120,000 training sentences: `info["by_role"]`.)
+150,000 training sentences: `info["by_role"]`.)
 
 ## 7. Watching attention learn the dependencies
 

@@ -373,10 +373,11 @@ else:
     print("No checkpoint yet: run lesson 11 to train the tiny GPT, then come back.")
 """),
         md("""
-Its next-token probabilities are no longer flat. After *the dog that the cats chase*, the grammar
-of this language wants a verb that agrees with the singular *dog*, far back at the start, or a
-word that continues the phrase. The interface is the one we saw: ids `(1, T)` in, logits
-`(1, T, V)` out, softmax over the last row.
+Its next-token probabilities are no longer flat. Take the prompt *the dog that the cats chase*:
+the next word should be the verb of *the dog*, and it must agree with it, *the dog ... sleeps*,
+not *sleep*, although the nearest noun, *cats*, is plural. A trained model has to remember the
+subject from far back. The interface is the one we saw: ids `(1, T)` in, logits `(1, T, V)` out,
+softmax over the last row.
 """),
         code("""
 if checkpoint_ready:
@@ -391,6 +392,10 @@ if checkpoint_ready:
     for probability, index in zip(top.values, top.indices):
         print(f"  {trained_tokenizer.id_to_token[index]:>8}  {probability:.4f}")
     print(f"uniform guess 1/V = {1 / trained_tokenizer.vocab_size:.4f}")
+"""),
+        md("""
+All of its favourites are singular verbs, each far above the uniform guess: the model has learned
+the agreement. Lesson 11 trains this model and looks inside it.
 """),
         md(f"""
 ## The road map
@@ -722,8 +727,8 @@ print("one-hot:", tuple(one_hot.shape), " one-hot @ table:", tuple(via_matmul.sh
 print("row of the first token:", one_hot[0, 0].int().tolist())
 """),
         md("""
-PyTorch's own layer is `nn.Embedding`. We copy our table into it and compare all three ways,
-and course_lib's `embedding_lookup`:
+PyTorch's own layer is `nn.Embedding`. We copy our table into it and compare our lookup with the
+one-hot product, with `nn.Embedding` and with course_lib's `embedding_lookup`:
 """),
         code(
             DIFF_HELPER
@@ -740,7 +745,7 @@ print(f"max abs difference, lookup vs course_lib reference: {max_abs_difference(
 """
         ),
         md("""
-All three are exactly equal (a difference of `0.0`): multiplying by 1 and adding zeros is exact.
+All are exactly equal (a difference of `0.0`): multiplying by 1 and adding zeros is exact.
 Here is course_lib's version. Besides the lookup it checks its inputs, so a wrong shape or an id
 outside the vocabulary gives a clear message instead of an index error:
 """),
@@ -756,8 +761,8 @@ except ValueError as error:
         md("""
 ### Scaling by $\\sqrt{d_\\text{model}}$
 
-The paper multiplies the embeddings by $\\sqrt{d_\\text{model}}$ (section 3.4). The reason is the
-next step (lesson 02): a positional encoding is **added** to each embedding, and each of its
+The paper multiplies the embeddings by $\\sqrt{d_\\text{model}}$ (section 3.4) without saying why.
+The usual explanation is the next step (lesson 02): a positional encoding is **added** to each embedding, and each of its
 `d_model / 2` sine-cosine pairs has length 1, so its length is $\\sqrt{d_\\text{model}/2}$.
 Embedding tables are usually initialised small (course_lib draws them with standard deviation
 $1/\\sqrt{d_\\text{model}}$, so each row has length about 1). Without the scale, the position
@@ -1032,8 +1037,9 @@ print("positions:", tuple(positions.shape), " frequencies:", tuple(frequencies.s
 print("frequencies:", frequencies)
 """),
         md("""
-Broadcasting `(seq_len, 1) * (d_model/2,)` gives every angle $pos \\cdot \\omega_i$ at once. Sines
-go to the even dimensions, cosines to the odd ones:
+Write $\\omega_i = 1/10000^{2i/d_\\text{model}}$ for the frequency of pair $i$ (the `frequencies`
+above). Broadcasting `(seq_len, 1) * (d_model/2,)` gives every angle $pos \\cdot \\omega_i$ at once.
+Sines go to the even dimensions, cosines to the odd ones:
 """),
         code("""
 angles = positions * frequencies  # (seq_len, d_model / 2)
@@ -1136,7 +1142,8 @@ plt.show()
         md("""
 The bands parallel to the diagonal are the offsets: every cell with the same $q - p$ has the same
 colour. The diagonal itself is $d_\\text{model}/2 = 8$, the largest value: a position is most
-similar to itself, and similarity falls off with distance.
+similar to itself, and similarity tends to fall with distance (with ripples, from the fast
+dimensions).
 
 ## 4. Adding the positions
 
