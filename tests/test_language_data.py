@@ -161,7 +161,6 @@ def test_opening_word_decides_the_word_after_the_comma(corpus):
     for sentence in corpus:
         first = sentence.words[0]
         if first in ("if", "either"):
-            comma = sentence.words.index(",") if "," in sentence.words else None
             # the first comma at bracket depth 0 is the one that joins the two clauses
             depth, comma = 0, None
             for index, word in enumerate(sentence.words):

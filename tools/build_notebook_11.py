@@ -408,7 +408,8 @@ the dependent word is predicted, and show that head at a few moments of training
             """snapshot_sentence = ld.parse_sentence(info["snapshot_sentence"])
 snapshot_tokens = ["<bos>"] + snapshot_sentence.words
 steps_available = [step for step, _ in info["snapshots"]]
-picked = [info["snapshots"][i] for i in np.linspace(0, len(steps_available) - 1, 4).round().astype(int)]
+wanted = (0, 500, 1500, steps_available[-1])  # the start, early, middle and the end of training
+picked = [info["snapshots"][int(np.argmin([abs(step - w) for step in steps_available]))] for w in wanted]
 final_maps = info["snapshots"][-1][1]
 fig, axes = plt.subplots(len(ld.ROLES), len(picked), figsize=(17, 12.5))
 for row, role in enumerate(ld.ROLES):
@@ -469,8 +470,8 @@ print("after 3 x Generate:", explainer.controls["prompt"].value)"""
 * The grammar has three long-range dependencies (agreement across relative clauses, nested brackets,
   "if ... then"), which a model can only learn by looking far back.
 * Word tokens fit this corpus: small vocabulary, short sequences, floor in the model's own units.
-* A 4-layer, 128-wide GPT trained for 3 minutes on a laptop-class CPU gets within about a hundredth
-  of a nat of the floor (numbers above, measured on fresh sentences).
+* A 4-layer, 128-wide GPT trained for under 3 minutes on two CPU cores ends within 0.01 nats per token
+  of the floor: the shipped checkpoint is 0.009 above it, measured on 20,000 fresh sentences.
 * A trigram model is fine on local words but far above the floor exactly at the long-range positions,
   where the GPT is at the floor: that is what attention buys.
 * Attention snapshots show heads forming that link each dependent word to the word that decides it.
