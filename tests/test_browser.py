@@ -130,3 +130,39 @@ def test_an_exercise_check_passes_with_a_right_answer_and_hints_at_a_wrong_one(p
     text = output.inner_text()
     assert "CheckFailed" in text and re.search(r"sqrt", text), text
     save_screenshot(cell(page, check), "exercise03_wrong")
+
+
+def test_the_explainer_generates_a_token_in_lesson_11(page, lab):
+    open_notebook(page, lab, "notebooks/11_train_a_tiny_gpt.ipynb")
+    menu(page, "Run", "Run All Cells")
+    wait_until_idle(page, timeout_ms=180_000)
+    explainer = page.locator(".jp-OutputArea-output").filter(
+        has=page.locator("button", has_text=re.compile(r"^\s*Generate\s*$"))
+    )
+    explainer = explainer.first
+    explainer.scroll_into_view_if_needed()
+    tokens = explainer.locator(".widget-html-content").filter(has_text="tokens:").first
+    figure = explainer.locator("img").first
+    figure.wait_for(state="visible")
+
+    prompt = explainer.locator(".widget-text input").first
+    prompt.fill("the cat that the dogs chase")
+    prompt.press("Enter")
+    page.wait_for_function(
+        "element => element.textContent.includes('chase')", arg=tokens.element_handle(), timeout=15_000
+    )
+    typed = tokens.locator("code").all_inner_texts()
+    assert typed[-5:] == ["cat", "that", "the", "dogs", "chase"], typed
+    before = figure.screenshot()
+    save_screenshot(explainer, "lesson11_explainer_prompt")
+
+    explainer.locator("button", has_text=re.compile(r"^\s*Generate\s*$")).click()
+    page.wait_for_function(
+        f"element => element.querySelectorAll('code').length === {len(typed) + 1}",
+        arg=tokens.element_handle(),
+        timeout=15_000,
+    )
+    grown = tokens.locator("code").all_inner_texts()
+    assert grown[: len(typed)] == typed and len(grown) == len(typed) + 1
+    assert figure.screenshot() != before, "the explainer's figure did not change after Generate"
+    save_screenshot(explainer, "lesson11_explainer_generated")
