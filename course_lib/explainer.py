@@ -294,7 +294,7 @@ class GPTExplainer(FigureWidget):
         )
 
     def _layout_key(self):
-        return (tuple(self._run()["ids"]), self.controls["stage"].value)
+        return tuple(self._run()["ids"])  # a new prompt relabels the axes; the other controls do not
 
     def _csv_labels(self):
         tokens = self.current_tokens()

@@ -1872,6 +1872,74 @@ Without the cache each step costs more as the sequence grows (it processes all $
 compares all pairs); with the cache each step processes one token, so the cost stays nearly flat (attention
 over the cache still grows slowly). The longer the text, the larger the speed-up. The price is memory: the
 cache stores `2 × n_layers × T × d_model` numbers per sequence.
+"""),
+        md(r"""
+## The cost of attention: why $T^2$ matters, and why fused kernels are faster
+
+Every head compares every query with every key, so attention builds a $T \times T$ matrix of scores, then
+a $T \times T$ matrix of weights. Double the text and that work and memory grow four times: $T^2$. The
+linear layers, by contrast, grow only like $T$. The memory is easy to count exactly: one float32 weights
+matrix per head and per sequence.
+"""),
+        code(r"""
+n_heads_cost, d_head_cost = 4, 64
+lengths = [64, 128, 256, 512, 1024, 2048]
+for T_cost in lengths:
+    megabytes = n_heads_cost * T_cost * T_cost * 4 / 2**20  # float32 weights, (n_heads, T, T)
+    print(f"T = {T_cost:5d}: attention weights of one layer take {megabytes:8.2f} MB")
+"""),
+        md(r"""
+Now the time, measured: course_lib's readable attention (which keeps the weights, so we can plot them)
+against PyTorch's fused `F.scaled_dot_product_attention`, for one sequence with 4 heads, median of 5 runs.
+"""),
+        code(r"""
+# NBVAL_IGNORE_OUTPUT
+import statistics
+import time
+
+from course_lib.attention import scaled_dot_product_attention
+
+
+def median_seconds(fn, repeats=5):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+readable_times, fused_times = [], []
+with torch.no_grad():
+    for T_cost in lengths:
+        q_c, k_c, v_c = (torch.randn(1, n_heads_cost, T_cost, d_head_cost) for _ in range(3))  # (1, H, T, d_head)
+        readable_times.append(median_seconds(lambda: scaled_dot_product_attention(q_c, k_c, v_c)))
+        fused_times.append(median_seconds(lambda: F.scaled_dot_product_attention(q_c, k_c, v_c)))
+for T_cost, r, f in zip(lengths, readable_times, fused_times):
+    print(f"T = {T_cost:5d}: readable {r * 1000:8.2f} ms   fused {f * 1000:8.2f} ms   ratio {r / f:5.2f}")
+
+fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+ax.loglog(lengths, [t * 1000 for t in readable_times], "o-", color="#d55e00", label="readable (keeps the weights)")
+ax.loglog(lengths, [t * 1000 for t in fused_times], "s-", color="#0072b2", label="fused F.scaled_dot_product_attention")
+reference = [readable_times[-1] * 1000 * (T_cost / lengths[-1]) ** 2 for T_cost in lengths]
+ax.loglog(lengths, reference, "--", color="grey", label="grows like $T^2$")
+ax.set_xlabel("sequence length T")
+ax.set_ylabel("time per attention call (ms)")
+ax.set_title("Attention time grows like $T^2$")
+ax.legend()
+plt.show()
+"""),
+        md(r"""
+For short texts both are quick and the difference hardly matters. For long ones the lines bend towards the
+$T^2$ slope, and the fused kernel pulls ahead. Both do the same arithmetic; the difference is **memory
+traffic**. The readable version writes the whole $T \times T$ score matrix to memory, reads it back for the
+softmax, writes the weights, and reads them again to multiply by $V$. A fused kernel (the idea of
+FlashAttention, Dao et al., 2022) walks over the keys in blocks that fit in the processor's cache and keeps
+a running maximum and running sum for the softmax, so the $T \times T$ matrix is never stored at all. On
+this course's laptop-sized models the gap for a whole training step is small (see `BENCHMARKS.md`:
+`python tasks.py bench`), and `course_lib.multihead.use_fused_attention(model)` switches a model to the
+fused path for training; `tests/test_fast_path.py` proves it gives the same outputs and gradients. The
+readable path stays the default because it keeps `.attention_weights` for the pictures.
 
 **Try this**
 
