@@ -13,6 +13,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from course_lib.viz import LESSON_TITLES  # the titles the map uses
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -32,23 +34,6 @@ LESSON_FILES = {
     10: "10_train_a_translator",
     11: "11_train_a_tiny_gpt",
     12: "12_pretrained_model",
-}
-
-
-LESSON_TITLES = {
-    0: "overview",
-    1: "tokens and embeddings",
-    2: "positional encoding",
-    3: "self-attention",
-    4: "masking",
-    5: "multi-head attention",
-    6: "MLP, residual connections and layer norm",
-    7: "encoder",
-    8: "decoder",
-    9: "output layer and generation",
-    10: "train a translator",
-    11: "train a tiny GPT",
-    12: "a real pretrained model",
 }
 
 
