@@ -8,8 +8,8 @@ npm registry into ``<out>/assets`` (once; needs ``npm``), and every page points 
 copies instead of a CDN. Widgets appear as the static snapshot stored with each notebook (the
 ``image/png`` every course widget adds to its output), so pages need no kernel and no widget
 JavaScript. Slides follow each cell's ``slideshow.slide_type``; cells without one are tagged by
-``tag_slides``: a markdown cell that opens with a heading starts a new slide, everything else
-continues it.
+``tag_slides``: a markdown cell that opens with a heading starts a new slide, the set-up cell is
+skipped, everything else continues the slide before it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NPM_PACKAGES = ("reveal.js@4", "requirejs@2", "jquery@2", "mathjax@2", "font-awesome@4")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# nbconvert's reveal.js template always imports Mermaid from a CDN. The lessons contain no Mermaid
+# diagrams, so the decks import this do-nothing module instead (inline: browsers refuse module
+# files from file:// pages) and stay fully offline.
+MERMAID_STAND_IN = "data:text/javascript,export default { initialize() {}, run() {} };"
 
 
 def install_assets(assets: Path) -> Path:
@@ -42,6 +46,21 @@ def install_assets(assets: Path) -> Path:
     (assets / "package.json").write_text(json.dumps({"name": "course-assets", "private": True}))
     subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", *NPM_PACKAGES], cwd=assets, check=True)
     return modules
+
+
+# MathJax 2 adds a MathML copy of every formula for screen readers and hides it with the old CSS
+# `clip`, which current Chromium ignores for native MathML, so each formula showed twice. This keeps
+# the copy for screen readers (opacity, not display:none) and hides it on screen.
+ASSISTIVE_MATHML_CSS = (
+    "<style>.MJX_Assistive_MathML{position:absolute!important;top:0;left:0;clip:rect(1px,1px,1px,1px);"
+    "padding:1px 0 0 0!important;border:0!important;height:1px!important;width:1px!important;"
+    "overflow:hidden!important;display:block!important;user-select:none;"
+    "clip-path:inset(50%)!important;opacity:0!important}</style>"
+)
+
+
+def with_hidden_assistive_mathml(page_html: str) -> str:
+    return page_html.replace("</head>", ASSISTIVE_MATHML_CSS + "</head>", 1)
 
 
 def static_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -61,7 +80,11 @@ def tag_slides(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if "slide_type" in slideshow:
             continue
         opens_with_heading = cell.cell_type == "markdown" and cell.source.lstrip().startswith("#")
-        slideshow["slide_type"] = "slide" if (opens_with_heading or index == 0) else "-"
+        is_setup = cell.cell_type == "code" and cell.source.startswith("# Setup")
+        if is_setup:
+            slideshow["slide_type"] = "skip"  # imports and version checks are not for the projector
+        else:
+            slideshow["slide_type"] = "slide" if (opens_with_heading or index == 0) else "-"
     return notebook
 
 
@@ -116,7 +139,7 @@ def build_site(out: Path) -> list[Path]:
         body_start = body.index(">", body.index("<body")) + 1  # just inside <body ...>
         body = body[:body_start] + navigation_bar(previous, following) + body[body_start:]
         page = out / f"{path.stem}.html"
-        page.write_text(body, encoding="utf-8")
+        page.write_text(with_hidden_assistive_mathml(body), encoding="utf-8")
         pages.append(page)
     items = "\n".join(f'<li><a href="{href}">{html.escape(title)}</a></li>' for href, title in titles)
     index_page = out / "index.html"
@@ -140,6 +163,8 @@ def build_slides(out: Path) -> list[Path]:
     install_assets(out / "assets")
     exporter = SlidesExporter(
         reveal_url_prefix="assets/node_modules/reveal.js",
+        reveal_theme="white",  # its fonts ship with reveal.js ("simple" loads Google Fonts)
+        mermaid_js_url=MERMAID_STAND_IN,
         font_awesome_url="assets/node_modules/font-awesome/css/font-awesome.min.css",
         **asset_urls("assets/"),
     )
@@ -148,7 +173,7 @@ def build_slides(out: Path) -> list[Path]:
         notebook = tag_slides(static_copy(nbformat.read(path, as_version=4)))
         body, _ = exporter.from_notebook_node(notebook)
         deck = out / f"{path.stem}.slides.html"
-        deck.write_text(body, encoding="utf-8")
+        deck.write_text(with_hidden_assistive_mathml(body), encoding="utf-8")
         decks.append(deck)
     return decks
 

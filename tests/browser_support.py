@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -75,6 +76,10 @@ def jupyterlab_server(root_dir: Path, scratch: Path):
     (notification / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # Render every cell (no virtual scrolling), so the n-th cell on screen is the n-th in the file.
+    notebook_settings = settings / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root_dir}",
@@ -139,14 +144,19 @@ KERNEL_READY_JS = """() => {
   return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
 }"""
 
-BUSY_CELLS_JS = """() => Array.from(document.querySelectorAll('.jp-Notebook .jp-InputPrompt'))
+BUSY_CELLS_JS = """() => Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPrompt'))
   .filter(prompt => prompt.textContent.includes('*')).length"""
 
 
+# The notebook on screen: other tabs a restored workspace may hold stay hidden and are ignored.
+CURRENT_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+
+
 def open_notebook(page, base_url: str, relative_path: str, timeout_ms: int = 90_000) -> None:
-    """Open a notebook in JupyterLab and wait until its kernel is connected and idle."""
-    page.goto(f"{base_url}/lab/tree/{relative_path}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+    """Open a notebook alone in a fresh JupyterLab workspace; wait until its kernel is connected and idle."""
+    workspace = re.sub(r"\W+", "-", relative_path)
+    page.goto(f"{base_url}/lab/workspaces/{workspace}/tree/{relative_path}?reset")
+    page.wait_for_selector(f"{CURRENT_NOTEBOOK} .jp-Cell", state="attached", timeout=timeout_ms)
     page.wait_for_function(KERNEL_READY_JS, timeout=timeout_ms)
 
 
@@ -169,12 +179,13 @@ def menu(page, top: str, item: str) -> None:
 
 
 def cell(page, index: int):
-    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+    return page.locator(f"{CURRENT_NOTEBOOK} .jp-Cell").nth(index)
 
 
 def replace_cell_source(page, index: int, source: str) -> None:
     """Click into a cell's editor, select everything and type the new source (as a paste would)."""
     editor = cell(page, index).locator(".cm-content")
+    editor.scroll_into_view_if_needed()
     editor.click()
     page.keyboard.press("Control+A")
     page.keyboard.insert_text(source)

@@ -79,10 +79,17 @@ def test_slides_open_offline_and_advance(built, chromium, tmp_path):
     with chromium_page(chromium, tmp_path / "profile", offline=True) as page:
         failed = open_offline(page, deck)
         assert not failed, f"requests failed offline: {failed}"
-        page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=20_000)
-        total = page.evaluate("() => Reveal.getTotalSlides()")
+        page.wait_for_selector(".reveal.ready", state="attached", timeout=20_000)  # reveal.js has started
+        present_index = (
+            "() => Array.from(document.querySelectorAll('.reveal .slides > section'))"
+            ".findIndex(section => section.classList.contains('present'))"
+        )
+        total = page.evaluate("() => document.querySelectorAll('.reveal .slides > section').length")
         assert total > 3, f"only {total} slides"
-        first = page.evaluate("() => Reveal.getIndices().h")
+        first = page.evaluate(present_index)
+        assert first == 0
+        page.locator(".reveal").click()
         page.keyboard.press("ArrowRight")
-        page.wait_for_function(f"() => Reveal.getIndices().h > {first}", timeout=5_000)
+        page.wait_for_function(f"() => ({present_index})() > {first}", timeout=5_000)
+        page.wait_for_timeout(1000)  # let the transition finish before the screenshot
         save_screenshot(page, "slides_03_second")
