@@ -106,7 +106,10 @@ def test(extra_args: list[str]) -> None:
 
 def lab() -> None:
     python = setup()
-    run(python, "-m", "jupyter", "lab", "--notebook-dir", str(ROOT), "notebooks/00_overview.ipynb")
+    command = [python, "-m", "jupyter", "lab", "--notebook-dir", str(ROOT), "notebooks/00_overview.ipynb"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and workshop VMs often run as root
+    run(*command)
 
 
 def fix() -> None:
