@@ -9,29 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from notebook_kit import VERSION_CHECK, code, md, terms_table, write_lesson
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "10_train_a_translator.ipynb"
-MIN_VERSION = "0.1.0"
 
 
-def md(text: str) -> tuple[str, str]:
-    return ("md", text)
-
-
-def code(text: str) -> tuple[str, str]:
-    return ("code", text)
-
-
-def terms_table(rows: list[tuple[str, str, str]]) -> str:
-    lines = ["| English | 中文 | meaning |", "|---|---|---|"]
-    lines += [f"| {en} | {zh} | {meaning} |" for en, zh, meaning in rows]
-    return "\n".join(lines)
-
-
-SETUP = f'''# Setup: imports, a check that course_lib is recent enough, a fixed seed and short printing.
+SETUP = f"""# Setup: imports, a check that course_lib is recent enough, a fixed seed and short printing.
 import re
 
 import ipywidgets as widgets
@@ -39,22 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import course_lib
-
-NEEDED = "{MIN_VERSION}"
-
-
-def version_tuple(text):
-    return tuple(int(re.match(r"\\d+", part).group()) for part in text.split(".")[:3])
-
-
-if version_tuple(course_lib.__version__) < version_tuple(NEEDED):
-    print(
-        f"course_lib {{course_lib.__version__}} is older than this lesson needs ({{NEEDED}}).\\n"
-        "Update it: open a terminal in the course folder and run  pip install -e .  then restart the kernel."
-    )
-else:
-    print("course_lib is recent enough for this lesson.")
+{VERSION_CHECK}
 
 from course_lib import viz
 from course_lib.generation import beam_search, greedy_decode
@@ -89,7 +58,7 @@ RETRAIN = False  # True: train the translator from scratch here (about 3 minutes
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # one CPU thread: steady timings and the same numbers on every run
-torch.set_printoptions(precision=4, sci_mode=False)'''
+torch.set_printoptions(precision=4, sci_mode=False)"""
 
 
 def cells() -> list[tuple[str, str]]:
@@ -641,17 +610,7 @@ model_translate("the dog that the teacher likes did not chase the big cats")
 
 
 def build() -> None:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for index, (kind, source) in enumerate(cells()):
-        source = source.strip("\n")
-        cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
-        cell["id"] = f"l10-{index:02d}"
-        nb.cells.append(cell)
-    nbformat.validate(nb)
-    nbformat.write(nb, NOTEBOOK)
-    print("wrote", NOTEBOOK.relative_to(ROOT))
+    write_lesson(NOTEBOOK.stem, cells())
 
 
 if __name__ == "__main__":

@@ -7,47 +7,19 @@ The notebook is written without outputs; execute it afterwards with
 
 from __future__ import annotations
 
-from pathlib import Path
+from notebook_kit import VERSION_CHECK, code, md, terms_table, write_lesson
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-ROOT = Path(__file__).resolve().parent.parent
 NAME = "11_train_a_tiny_gpt"
-MIN_VERSION = "0.1.0"
 
 
-def md(text: str) -> tuple[str, str]:
-    return ("md", text)
-
-
-def code(text: str) -> tuple[str, str]:
-    return ("code", text)
-
-
-SETUP = f'''# Setup: imports, a check that course_lib is recent enough, fixed seeds and short printing.
+SETUP = f"""# Setup: imports, a check that course_lib is recent enough, fixed seeds and short printing.
 import re
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import course_lib
-
-NEEDED = "{MIN_VERSION}"
-
-
-def version_tuple(text):
-    return tuple(int(re.match(r"\\d+", part).group()) for part in text.split(".")[:3])
-
-
-if version_tuple(course_lib.__version__) < version_tuple(NEEDED):
-    print(
-        f"course_lib {{course_lib.__version__}} is older than this lesson needs ({{NEEDED}}).\\n"
-        "Update it: open a terminal in the course folder and run  pip install -e .  then restart the kernel."
-    )
-else:
-    print("course_lib is recent enough for this lesson.")
+{VERSION_CHECK}
 
 from course_lib import language_data as ld
 from course_lib.explainer import GPTExplainer
@@ -58,7 +30,7 @@ from course_lib.viz import plot_attention, show_map
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # small tensors: one CPU thread is quick and gives the same numbers every run
-torch.set_printoptions(precision=4, sci_mode=False)'''
+torch.set_printoptions(precision=4, sci_mode=False)"""
 
 
 TERMS = [
@@ -76,12 +48,6 @@ TERMS = [
     ("temperature", "温度", "divides the logits before softmax: low = sharper, high = flatter"),
     ("checkpoint", "检查点", "the saved weights of a trained model"),
 ]
-
-
-def terms_table() -> str:
-    lines = ["| English | 中文 | meaning |", "|---|---|---|"]
-    lines += [f"| {en} | {zh} | {meaning} |" for en, zh, meaning in TERMS]
-    return "\n".join(lines)
 
 
 def cells() -> list[tuple[str, str]]:
@@ -478,7 +444,7 @@ print("after 3 x Generate:", explainer.controls["prompt"].value)"""
 
 ## Key terms
 
-{terms_table()}
+{terms_table(TERMS)}
 
 ## Next
 
@@ -490,18 +456,7 @@ its heads. Before you go, try `GPTExplainer(model, tokenizer)` with prompts that
 
 
 def build() -> None:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for index, (kind, source) in enumerate(cells()):
-        source = source.strip("\n")
-        cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
-        cell["id"] = f"l11-{index:02d}"
-        nb.cells.append(cell)
-    path = ROOT / "notebooks" / f"{NAME}.ipynb"
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    print("wrote", path.relative_to(ROOT))
+    write_lesson(NAME, cells())
 
 
 if __name__ == "__main__":

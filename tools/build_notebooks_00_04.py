@@ -10,15 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from notebook_kit import VERSION_CHECK, code, md, terms_table, write_lesson
 
 from course_lib.viz import LESSON_TITLES  # the titles the map uses
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
-MIN_VERSION = "0.1.0"
 
 LESSON_FILES = {
     0: "00_overview",
@@ -39,7 +37,7 @@ LESSON_FILES = {
 
 def setup_code(imports: str) -> str:
     """The first cell of every lesson: imports, version check, seeds, print options."""
-    return f'''# Setup: imports, a check that course_lib is recent enough, a fixed seed and short printing.
+    return f"""# Setup: imports, a check that course_lib is recent enough, a fixed seed and short printing.
 import inspect
 import re
 
@@ -48,29 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import course_lib
-
-NEEDED = "{MIN_VERSION}"
-
-
-def version_tuple(text):
-    return tuple(int(re.match(r"\\d+", part).group()) for part in text.split(".")[:3])
-
-
-if version_tuple(course_lib.__version__) < version_tuple(NEEDED):
-    print(
-        f"course_lib {{course_lib.__version__}} is older than this lesson needs ({{NEEDED}}).\\n"
-        "Update it: open a terminal in the course folder and run  pip install -e .  then restart the kernel."
-    )
-else:
-    print("course_lib is recent enough for this lesson.")
+{VERSION_CHECK}
 
 {imports.strip()}
 
 torch.manual_seed(0)
 # float64 everywhere in this lesson, so comparisons with PyTorch show rounding only.
 torch.set_default_dtype(torch.float64)
-torch.set_printoptions(precision=4, sci_mode=False)'''
+torch.set_printoptions(precision=4, sci_mode=False)"""
 
 
 DIFF_HELPER = '''def max_abs_difference(a, b):
@@ -87,12 +70,6 @@ print("tokens:   ", tokens)
 print("token ids:", token_ids.tolist(), "shape:", tuple(token_ids.shape))"""
 
 
-def terms_table(rows: list[tuple[str, str, str]]) -> str:
-    lines = ["| English | 中文 | meaning |", "|---|---|---|"]
-    lines += [f"| {en} | {zh} | {meaning} |" for en, zh, meaning in rows]
-    return "\n".join(lines)
-
-
 def exercise_link(lesson: int) -> str:
     name = LESSON_FILES[lesson]
     return (
@@ -104,30 +81,6 @@ def exercise_link(lesson: int) -> str:
         f"runs the whole exercise notebook and lists what passes.\n\n"
         f"Next lesson: [{lesson + 1:02d} {LESSON_TITLES[lesson + 1]}]({LESSON_FILES[lesson + 1]}.ipynb)."
     )
-
-
-def build(name: str, cells: list[tuple[str, str]]) -> None:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    prefix = name[:2]
-    for index, (kind, source) in enumerate(cells):
-        source = source.strip("\n")
-        cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
-        cell["id"] = f"l{prefix}-{index:02d}"
-        nb.cells.append(cell)
-    path = NOTEBOOKS / f"{name}.ipynb"
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    print("wrote", path.relative_to(ROOT))
-
-
-def md(text: str) -> tuple[str, str]:
-    return ("md", text)
-
-
-def code(text: str) -> tuple[str, str]:
-    return ("code", text)
 
 
 # ======================================================================================
@@ -1918,7 +1871,7 @@ LESSONS = {"00": lesson_00, "01": lesson_01, "02": lesson_02, "03": lesson_03, "
 def main(selected: list[str]) -> None:
     NOTEBOOKS.mkdir(exist_ok=True)
     for number in selected or sorted(LESSONS):
-        build(LESSON_FILES[int(number)], LESSONS[number]())
+        write_lesson(LESSON_FILES[int(number)], LESSONS[number]())
 
 
 if __name__ == "__main__":

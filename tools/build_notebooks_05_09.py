@@ -10,13 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from notebook_kit import VERSION_CHECK, code, md, terms_table, write_lesson
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-
-MIN_VERSION = "0.1.0"
 
 
 def setup_code(imports: str, float64: bool = True) -> str:
@@ -27,7 +24,7 @@ def setup_code(imports: str, float64: bool = True) -> str:
         if float64
         else ""
     )
-    return f'''# Setup: imports, a check that course_lib is recent enough, a fixed seed and short printing.
+    return f"""# Setup: imports, a check that course_lib is recent enough, a fixed seed and short printing.
 import inspect
 import re
 
@@ -36,34 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import course_lib
-
-NEEDED = "{MIN_VERSION}"
-
-
-def version_tuple(text):
-    return tuple(int(re.match(r"\\d+", part).group()) for part in text.split(".")[:3])
-
-
-if version_tuple(course_lib.__version__) < version_tuple(NEEDED):
-    print(
-        f"course_lib {{course_lib.__version__}} is older than this lesson needs ({{NEEDED}}).\\n"
-        "Update it: open a terminal in the course folder and run  pip install -e .  then restart the kernel."
-    )
-else:
-    print("course_lib is recent enough for this lesson.")
+{VERSION_CHECK}
 
 {imports.strip()}
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # the tensors in this lesson are tiny: one CPU thread is quickest and steadiest
-{dtype_lines}torch.set_printoptions(precision=4, sci_mode=False)'''
-
-
-def terms_table(rows: list[tuple[str, str, str]]) -> str:
-    lines = ["| English | 中文 | meaning |", "|---|---|---|"]
-    lines += [f"| {en} | {zh} | {meaning} |" for en, zh, meaning in rows]
-    return "\n".join(lines)
+{dtype_lines}torch.set_printoptions(precision=4, sci_mode=False)"""
 
 
 def your_turn(lesson: str, name: str, what: str, next_text: str) -> str:
@@ -76,30 +52,6 @@ def your_turn(lesson: str, name: str, what: str, next_text: str) -> str:
         f"notebook cell) for a nudge; `course check {lesson}` runs the whole exercise notebook and lists what passes."
         f"\n\n{next_text}"
     )
-
-
-def build(name: str, cells: list[tuple[str, str]]) -> None:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    prefix = name[:2]
-    for index, (kind, source) in enumerate(cells):
-        source = source.strip("\n")
-        cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
-        cell["id"] = f"l{prefix}-{index:02d}"
-        nb.cells.append(cell)
-    path = NOTEBOOKS / f"{name}.ipynb"
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    print("wrote", path.relative_to(ROOT))
-
-
-def md(text: str) -> tuple[str, str]:
-    return ("md", text)
-
-
-def code(text: str) -> tuple[str, str]:
-    return ("code", text)
 
 
 RUNNING_TOKENS = """# The running example, cut into words by the tokenizer of lesson 01.
@@ -1999,7 +1951,7 @@ def main(argv: list[str]) -> None:
     chosen = argv or list(LESSONS)
     for key in chosen:
         name, make_cells = LESSONS[key]
-        build(name, make_cells())
+        write_lesson(name, make_cells())
 
 
 if __name__ == "__main__":
