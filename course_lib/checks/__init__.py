@@ -1,0 +1,120 @@
+"""Checkers for the exercise notebooks: ``check_<name>(learner_object)``.
+
+A check cell is ``from course_lib.checks import check_X`` and then ``check_X(your_function)``
+(or ``check_X(YourClass)`` for a class exercise: pass the class itself, not an instance).
+Each checker runs the learner's work on several seeded cases (batch and head dimensions,
+float32 and float64, masks with a fully masked row, ...), compares it with the course_lib
+reference, and then either prints exactly one deterministic line, such as
+
+    ✓ 03.2 scaled_dot_product_attention: correct on 6 cases (...)
+
+or raises ``CheckFailed`` (an ``AssertionError``) whose message names the mistake and gives
+a hint. To name the mistake, a checker also computes what common wrong versions would
+return (softmax over the wrong dimension, no scaling, an inverted mask, ...) and says which
+one the learner's result matches. A stub that still raises ``NotImplementedError`` fails
+with "not implemented yet". Checkers draw their own random numbers from a fixed seed, leave
+the global random state and the default dtype as they found them, and work whatever the
+default dtype is.
+
+Checkers and what each expects from the learner (tensors are batch first):
+
+    01.1 check_embedding_lookup                embedding_lookup(token_ids (B, T), table (V, d)) -> (B, T, d)
+    01.2 check_one_hot_embedding               one_hot_embedding(token_ids (B, T), table (V, d)) -> (B, T, d),
+                                               one_hot(token_ids, V).float() @ table (float32 tables)
+    01.3 check_cosine_similarity_matrix        cosine_similarity_matrix(x (N, d)) -> (N, N)
+    02.1 check_sinusoidal_positional_encoding  sinusoidal_positional_encoding(seq_len, d_model, base=10000.0)
+                                               -> (seq_len, d_model), sin on even and cos on odd dimensions
+    02.2 check_pe_wavelength                   pe_wavelength(i, d_model, base=10000.0) -> float,
+                                               2 * pi * base ** (2 * i / d_model)
+    02.3 check_add_positional_encoding         add_positional_encoding(x (B, T, d_model)) -> x + PE, (B, T, d_model)
+    03.1 check_attention_scores                attention_scores(q (..., T_q, d_k), k (..., T_k, d_k)) -> (..., T_q, T_k)
+    03.2 check_scaled_dot_product_attention    scaled_dot_product_attention(q, k, v, mask=None)
+                                               -> (output (..., T_q, d_v), weights (..., T_q, T_k))
+    03.3 check_softmax_saturation              softmax_saturation(d) -> (max weight unscaled, max weight scaled),
+                                               drawn as described in check_softmax_saturation's docstring
+    04.1 check_causal_mask                     causal_mask(T) -> bool (T, T)
+    04.2 check_padding_mask                    padding_mask(token_ids (B, T), pad_id) -> bool (B, 1, 1, T)
+    04.3 check_decoder_self_mask               decoder_self_mask(tgt_ids (B, T), pad_id) -> bool (B, 1, T, T)
+    05.1 check_split_heads                     split_heads(x (B, T, d_model), n_heads) -> (B, n_heads, T, d_head)
+    05.2 check_merge_heads                     merge_heads(x (B, n_heads, T, d_head)) -> (B, T, d_model)
+    05.3 check_multi_head_attention            class MultiHeadAttention(d_model, n_heads, dropout=0.0, bias=True),
+                                               w_q, w_k, w_v, w_o; forward(query, key, value, mask=None);
+                                               keeps .attention_weights (B, n_heads, T_q, T_k)
+    05.4 check_mha_parameter_count             mha_parameter_count(d_model, bias=True) -> int
+    06.1 check_layer_norm                      layer_norm(x (..., d), weight (d,), bias (d,), eps=1e-5) -> (..., d)
+    06.2 check_feed_forward                    class FeedForward(d_model, d_ff, activation="relu", dropout=0.0),
+                                               linear1, linear2; forward(x (B, T, d_model))
+    06.3 check_residual_sublayer               residual_sublayer(x, sublayer, norm, norm_first) -> (B, T, d_model)
+    07.1 check_encoder_layer                   class EncoderLayer(d_model, n_heads, d_ff, dropout=0.0,
+                                               activation="relu", norm_first=False), self_attn, ff, norm1, norm2;
+                                               forward(x, mask=None)
+    07.2 check_encoder_layer_parameter_count   encoder_layer_parameter_count(d_model, d_ff) -> int
+    07.3 check_pad_batch                       pad_batch(sequences: list[list[int]], pad_id) -> int64 (B, T_max)
+    08.1 check_decoder_layer                   class DecoderLayer(same arguments as EncoderLayer), self_attn,
+                                               cross_attn, ff, norm1, norm2, norm3;
+                                               forward(x, memory, self_mask=None, memory_mask=None)
+    08.2 check_cross_attention_weights_shape   cross_attention_weights_shape(B, T, S, n_heads) -> tuple
+    08.3 check_shift_right                     shift_right(tgt_ids (B, T), bos_id) -> (B, T)
+    09.1 check_next_token_probs                next_token_probs(logits (..., V), temperature=1.0, top_k=None, top_p=None)
+    09.2 check_greedy_decode                   greedy_decode(model, src_ids (B, S), bos_id, eos_id, max_len)
+                                               -> (B, 1 + L), for a course_lib Transformer
+    09.3 check_sequence_log_prob               sequence_log_prob(logits (B, T, V), target_ids (B, T)) -> (B,)
+
+Built for the exercise notebooks of lessons 01-09.
+"""
+
+from course_lib.checks._machinery import CheckFailed
+from course_lib.checks.lesson01 import check_cosine_similarity_matrix, check_embedding_lookup, check_one_hot_embedding
+from course_lib.checks.lesson02 import (
+    check_add_positional_encoding,
+    check_pe_wavelength,
+    check_sinusoidal_positional_encoding,
+)
+from course_lib.checks.lesson03 import (
+    check_attention_scores,
+    check_scaled_dot_product_attention,
+    check_softmax_saturation,
+)
+from course_lib.checks.lesson04 import check_causal_mask, check_decoder_self_mask, check_padding_mask
+from course_lib.checks.lesson05 import (
+    check_merge_heads,
+    check_mha_parameter_count,
+    check_multi_head_attention,
+    check_split_heads,
+)
+from course_lib.checks.lesson06 import check_feed_forward, check_layer_norm, check_residual_sublayer
+from course_lib.checks.lesson07 import check_encoder_layer, check_encoder_layer_parameter_count, check_pad_batch
+from course_lib.checks.lesson08 import check_cross_attention_weights_shape, check_decoder_layer, check_shift_right
+from course_lib.checks.lesson09 import check_greedy_decode, check_next_token_probs, check_sequence_log_prob
+
+__all__ = [
+    "CheckFailed",
+    "check_add_positional_encoding",
+    "check_attention_scores",
+    "check_causal_mask",
+    "check_cosine_similarity_matrix",
+    "check_cross_attention_weights_shape",
+    "check_decoder_layer",
+    "check_decoder_self_mask",
+    "check_embedding_lookup",
+    "check_encoder_layer",
+    "check_encoder_layer_parameter_count",
+    "check_feed_forward",
+    "check_greedy_decode",
+    "check_layer_norm",
+    "check_merge_heads",
+    "check_mha_parameter_count",
+    "check_multi_head_attention",
+    "check_next_token_probs",
+    "check_one_hot_embedding",
+    "check_pad_batch",
+    "check_padding_mask",
+    "check_pe_wavelength",
+    "check_residual_sublayer",
+    "check_scaled_dot_product_attention",
+    "check_sequence_log_prob",
+    "check_shift_right",
+    "check_sinusoidal_positional_encoding",
+    "check_softmax_saturation",
+    "check_split_heads",
+]
