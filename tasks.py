@@ -139,9 +139,9 @@ def main(argv: list[str]) -> None:
     elif command == "fix":
         fix()
     elif command in ("site", "slides"):
-        run(setup(), "-m", "course_lib.publish", command, *rest)
+        run(setup(), "-m", "course_lib.tooling.publish", command, *rest)
     elif command == "bench":
-        run(setup(), "-m", "course_lib.bench", *rest)
+        run(setup(), "-m", "course_lib.tooling.bench", *rest)
     else:
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         sys.exit(2)

@@ -26,11 +26,7 @@ from pathlib import Path
 
 import torch
 
-from course_lib.generation import greedy_decode
-from course_lib.models import Transformer, TransformerConfig
-from course_lib.tokenization import PAD_ID
-from course_lib.training import History, label_smoothed_cross_entropy, train
-from course_lib.translation_data import (
+from course_lib.data.translation import (
     TranslationPair,
     Vocabulary,
     chinese_vocabulary,
@@ -39,6 +35,10 @@ from course_lib.translation_data import (
     make_splits,
     trim_padding,
 )
+from course_lib.generation import greedy_decode
+from course_lib.models import Transformer, TransformerConfig
+from course_lib.tokenization import PAD_ID
+from course_lib.training import History, label_smoothed_cross_entropy, train
 
 TRANSLATOR_NAME = "translator"
 
@@ -234,7 +234,7 @@ def load_translator(directory: Path | str | None = None) -> tuple[Transformer, d
     if info["source_vocabulary"] != english_vocabulary().id_to_token or (
         info["target_vocabulary"] != chinese_vocabulary().id_to_token
     ):
-        raise ValueError("load_translator: the checkpoint's vocabularies differ from course_lib.translation_data's")
+        raise ValueError("load_translator: the checkpoint's vocabularies differ from course_lib.data.translation's")
     model = Transformer(TransformerConfig(**info["model_config"]))
     weights = load_file(str(directory / f"{TRANSLATOR_NAME}.safetensors"))
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         run = train_translator(out_dir, seed=args.seed, time_limit_s=args.time_limit, save=not args.no_save)
         _print_translator_facts(run.facts, None if args.no_save else out_dir)
     else:
-        from course_lib.language_data import train_gpt_checkpoint  # written for lesson 11
+        from course_lib.tiny_gpt import train_gpt_checkpoint  # written for lesson 11
 
         time_limit = args.time_limit if args.time_limit is not None else 180.0
         train_gpt_checkpoint(out_dir, args.seed, time_limit)

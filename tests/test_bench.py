@@ -1,6 +1,6 @@
 """The benchmark harness: interleaving and the median of per-pair ratios."""
 
-from course_lib.bench import Comparison, format_table, interleaved
+from course_lib.tooling.bench import Comparison, format_table, interleaved
 
 
 def test_ratio_is_the_median_of_per_pair_ratios():

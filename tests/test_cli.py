@@ -19,8 +19,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import exercises as ex
-from course_lib.cli import main
+from course_lib import exercise_system as ex
+from course_lib.exercise_system.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_tiny.ipynb"

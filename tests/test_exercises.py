@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 import course_lib.checks
-from course_lib import exercises as ex
+from course_lib import exercise_system as ex
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"

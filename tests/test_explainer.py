@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import language_data as ld
-from course_lib.explainer import EXPLAINER_STAGES, GPTExplainer
+from course_lib.data import grammar
 from course_lib.generation import next_token_probs
 from course_lib.models import GPT, GPTConfig
+from course_lib.viz.widgets.explainer import EXPLAINER_STAGES, GPTExplainer
 
 
 @pytest.fixture(scope="module")
 def small_model():
-    tokenizer = ld.make_tokenizer()
+    tokenizer = grammar.make_tokenizer()
     torch.manual_seed(3)
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=64, d_model=32, n_heads=4, n_layers=2))
     return model.double().eval(), tokenizer

@@ -1,7 +1,7 @@
 """Tests of lesson 11's corpus: the grammar, its exact probabilities, the floor, the baselines, the checkpoint.
 
 Expected probabilities below are worked out by hand from the grammar's description in
-``course_lib/language_data.py`` (its constants), not copied from the sampler's output.
+``course_lib/data/grammar.py`` (its constants), not copied from the sampler's output.
 """
 
 import itertools
@@ -11,23 +11,24 @@ import random
 import pytest
 import torch
 
-from course_lib import language_data as ld
+from course_lib import tiny_gpt
+from course_lib.data import grammar
 from course_lib.models import GPT, GPTConfig
 from course_lib.tokenization import BOS_ID, EOS_ID, PAD_ID
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    return ld.sample_corpus(3000, seed=7)
+    return grammar.sample_corpus(3000, seed=7)
 
 
 # ---------------------------------------------------------------- the sampler
 
 
 def test_same_seed_same_corpus_and_different_seed_differs():
-    first = [s.words for s in ld.sample_corpus(50, seed=1)]
-    assert first == [s.words for s in ld.sample_corpus(50, seed=1)]
-    assert first != [s.words for s in ld.sample_corpus(50, seed=2)]
+    first = [s.words for s in grammar.sample_corpus(50, seed=1)]
+    assert first == [s.words for s in grammar.sample_corpus(50, seed=1)]
+    assert first != [s.words for s in grammar.sample_corpus(50, seed=2)]
 
 
 def test_one_log_prob_and_role_per_token(corpus):
@@ -39,8 +40,8 @@ def test_one_log_prob_and_role_per_token(corpus):
 
 
 def test_every_word_is_in_the_tokenizer_vocabulary(corpus):
-    tokenizer = ld.make_tokenizer()
-    assert len(set(ld.vocabulary_words())) == len(ld.vocabulary_words())
+    tokenizer = grammar.make_tokenizer()
+    assert len(set(grammar.vocabulary_words())) == len(grammar.vocabulary_words())
     for sentence in corpus:
         assert tokenizer.unk_id not in tokenizer.encode(sentence.text)
         assert tokenizer.tokenize(sentence.text) == sentence.words
@@ -49,7 +50,7 @@ def test_every_word_is_in_the_tokenizer_vocabulary(corpus):
 def test_hand_computed_log_probs_of_a_short_sentence():
     # "the dog runs ." with P(form=plain)=0.4, P(no adjective)=0.75, noun+number 1/16,
     # P(no relative)=0.5, P(intransitive)=0.5, verb 1/5, P(no place)=0.6, P(no aside at depth 0)=0.65.
-    parsed = ld.parse_sentence("the dog runs .")
+    parsed = grammar.parse_sentence("the dog runs .")
     expected = [
         math.log(0.4),  # "the": the sentence is plain
         math.log(0.75 / 16),  # "dog"
@@ -62,7 +63,7 @@ def test_hand_computed_log_probs_of_a_short_sentence():
 
 def test_first_word_frequencies_match_the_stored_probabilities():
     # The stored log-probability of the first word is log P(first word): check it against counts.
-    sentences = ld.sample_corpus(20000, seed=3)
+    sentences = grammar.sample_corpus(20000, seed=3)
     counts = {}
     for sentence in sentences:
         counts[sentence.words[0]] = counts.get(sentence.words[0], 0) + 1
@@ -78,7 +79,7 @@ def test_first_word_frequencies_match_the_stored_probabilities():
 
 def test_parser_recovers_every_choice_and_log_prob(corpus):
     for sentence in corpus:
-        parsed = ld.parse_sentence(sentence.words)
+        parsed = grammar.parse_sentence(sentence.words)
         assert parsed.choices == sentence.choices
         assert parsed.log_probs == sentence.log_probs
         assert parsed.roles == sentence.roles
@@ -87,9 +88,9 @@ def test_parser_recovers_every_choice_and_log_prob(corpus):
 def test_options_of_every_choice_start_with_different_words():
     # If two options of a choice could start with the same word, the words would not
     # determine the derivation. Check every choice point's first-word sets are disjoint.
-    tables = [value for name, value in vars(ld).items() if name.startswith("_FIRST_")]
+    tables = [value for name, value in vars(grammar).items() if name.startswith("_FIRST_")]
     tables = [table for table in tables if all(isinstance(words, set) for words in table.values())]
-    tables += list(ld._FIRST_VERB.values())
+    tables += list(grammar._FIRST_VERB.values())
     assert len(tables) >= 12
     for table in tables:
         for (a, words_a), (b, words_b) in itertools.combinations(table.items(), 2):
@@ -110,7 +111,7 @@ def test_options_of_every_choice_start_with_different_words():
 )
 def test_parser_rejects_sentences_outside_the_grammar(text):
     with pytest.raises(ValueError, match="parse_sentence"):
-        ld.parse_sentence(text)
+        grammar.parse_sentence(text)
 
 
 # ---------------------------------------------------------------- the three dependencies
@@ -126,17 +127,17 @@ def _number_of(word: str, table) -> str:
 
 
 def test_agreement_spans_five_or_more_tokens_and_agrees(corpus):
-    verbs = {**ld.TRANSITIVE_VERBS, **ld.INTRANSITIVE_VERBS}
+    verbs = {**grammar.TRANSITIVE_VERBS, **grammar.INTRANSITIVE_VERBS}
     n_links = 0
     for sentence in corpus:
         for role, i, j in sentence.links:
-            if role != ld.ROLE_AGREEMENT:
+            if role != grammar.ROLE_AGREEMENT:
                 continue
             n_links += 1
             assert j - i >= 5
             assert "that" in sentence.words[i:j]
-            assert _number_of(sentence.words[i], ld.NOUNS) == _number_of(sentence.words[j], verbs)
-            assert sentence.roles[j] == ld.ROLE_AGREEMENT
+            assert _number_of(sentence.words[i], grammar.NOUNS) == _number_of(sentence.words[j], verbs)
+            assert sentence.roles[j] == grammar.ROLE_AGREEMENT
     assert n_links > 500
 
 
@@ -145,13 +146,13 @@ def test_brackets_are_nested_up_to_depth_three_and_closed_in_order(corpus):
     for sentence in corpus:
         stack = []
         for index, word in enumerate(sentence.words):
-            if word in ld.BRACKETS:
+            if word in grammar.BRACKETS:
                 stack.append((word, index))
                 max_depth = max(max_depth, len(stack))
-            elif word in ld.BRACKETS.values():
+            elif word in grammar.BRACKETS.values():
                 opening, opening_index = stack.pop()
-                assert ld.BRACKETS[opening] == word
-                assert (ld.ROLE_CLOSING, opening_index, index) in sentence.links
+                assert grammar.BRACKETS[opening] == word
+                assert (grammar.ROLE_CLOSING, opening_index, index) in sentence.links
         assert stack == []
     assert max_depth == 3
 
@@ -164,13 +165,13 @@ def test_opening_word_decides_the_word_after_the_comma(corpus):
             # the first comma at bracket depth 0 is the one that joins the two clauses
             depth, comma = 0, None
             for index, word in enumerate(sentence.words):
-                depth += (word in ld.BRACKETS) - (word in ld.BRACKETS.values())
+                depth += (word in grammar.BRACKETS) - (word in grammar.BRACKETS.values())
                 if word == "," and depth == 0:
                     comma = index
                     break
             expected = {"if": "then", "either": "or"}[first]
             assert sentence.words[comma + 1] == expected
-            assert (ld.ROLE_CONNECTIVE, 0, comma + 1) in sentence.links
+            assert (grammar.ROLE_CONNECTIVE, 0, comma + 1) in sentence.links
             seen.add(first)
         else:
             assert "then" not in sentence.words and "or" not in sentence.words
@@ -181,14 +182,14 @@ def test_opening_word_decides_the_word_after_the_comma(corpus):
 
 
 def test_floor_estimate_is_precise_and_two_estimates_agree():
-    first = ld.estimate_entropy_floor(30000, seed=1)
-    second = ld.estimate_entropy_floor(30000, seed=2)
+    first = grammar.estimate_entropy_floor(30000, seed=1)
+    second = grammar.estimate_entropy_floor(30000, seed=2)
     assert first.standard_error < 0.005
     combined_se = math.hypot(first.standard_error, second.standard_error)
     assert abs(first.nats_per_token - second.nats_per_token) < 4 * combined_se
     # The ratio of sums, recomputed by hand from the sentences of seed 1.
     rng = random.Random(1)
-    sentences = [ld.sample_sentence(rng) for _ in range(30000)]
+    sentences = [grammar.sample_sentence(rng) for _ in range(30000)]
     by_hand = sum(-s.log_prob for s in sentences) / sum(s.n_tokens for s in sentences)
     assert first.nats_per_token == pytest.approx(by_hand, rel=1e-12)
 
@@ -197,9 +198,9 @@ def test_floor_estimate_is_precise_and_two_estimates_agree():
 
 
 def test_encode_sentences_adds_bos_eos_and_pads():
-    tokenizer = ld.make_tokenizer()
-    sentences = [ld.parse_sentence("the dog runs ."), ld.parse_sentence("the cats see the dog .")]
-    ids = ld.encode_sentences(sentences, tokenizer)
+    tokenizer = grammar.make_tokenizer()
+    sentences = [grammar.parse_sentence("the dog runs ."), grammar.parse_sentence("the cats see the dog .")]
+    ids = tiny_gpt.encode_sentences(sentences, tokenizer)
     assert ids.shape == (2, 2 + 6)
     assert ids[0].tolist()[:6] == [BOS_ID] + tokenizer.encode("the dog runs .") + [EOS_ID]
     assert ids[0, 6:].tolist() == [PAD_ID, PAD_ID]
@@ -207,14 +208,14 @@ def test_encode_sentences_adds_bos_eos_and_pads():
 
 
 def test_gpt_token_nll_counts_exactly_the_floor_tokens():
-    tokenizer = ld.make_tokenizer()
-    sentences = ld.sample_corpus(40, seed=5)
+    tokenizer = grammar.make_tokenizer()
+    sentences = grammar.sample_corpus(40, seed=5)
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=128, d_model=16, n_heads=2, n_layers=1))
-    nll = ld.gpt_token_nll(model, sentences, tokenizer, batch_size=16)
-    floor = ld.floor_token_nll(sentences)
+    nll = tiny_gpt.gpt_token_nll(model, sentences, tokenizer, batch_size=16)
+    floor = tiny_gpt.floor_token_nll(sentences)
     assert nll.shape == floor.shape == (sum(s.n_tokens for s in sentences),)
     # The training loss is the mean of the same per-token losses (padding excluded).
-    loss = ld.language_model_loss(model, ld.encode_sentences(sentences, tokenizer))
+    loss = tiny_gpt.language_model_loss(model, tiny_gpt.encode_sentences(sentences, tokenizer))
     assert loss.item() == pytest.approx(nll.mean().item(), rel=1e-9)
     # Token by token, by hand, for the first sentence.
     first = sentences[0]
@@ -226,26 +227,26 @@ def test_gpt_token_nll_counts_exactly_the_floor_tokens():
 
 def test_loss_by_role_averages_each_role():
     nll = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0])
-    roles = ["", ld.ROLE_AGREEMENT, ld.ROLE_AGREEMENT, ld.ROLE_CLOSING, ""]
-    result = ld.loss_by_role(nll, roles)
+    roles = ["", grammar.ROLE_AGREEMENT, grammar.ROLE_AGREEMENT, grammar.ROLE_CLOSING, ""]
+    result = tiny_gpt.loss_by_role(nll, roles)
     assert result["all"] == pytest.approx(4.0)
-    assert result[ld.ROLE_AGREEMENT] == pytest.approx(2.5)
-    assert result[ld.ROLE_CLOSING] == pytest.approx(4.0)
-    assert math.isnan(result[ld.ROLE_CONNECTIVE])
+    assert result[grammar.ROLE_AGREEMENT] == pytest.approx(2.5)
+    assert result[grammar.ROLE_CLOSING] == pytest.approx(4.0)
+    assert math.isnan(result[grammar.ROLE_CONNECTIVE])
     with pytest.raises(ValueError, match="loss_by_role"):
-        ld.loss_by_role(nll, roles[:3])
+        tiny_gpt.loss_by_role(nll, roles[:3])
 
 
 def test_trigram_probabilities_by_counting():
-    tokenizer = ld.make_tokenizer()
+    tokenizer = grammar.make_tokenizer()
     sentences = [
-        ld.parse_sentence("the dog runs ."),
-        ld.parse_sentence("the dog sleeps ."),
-        ld.parse_sentence("the dog runs ."),
+        grammar.parse_sentence("the dog runs ."),
+        grammar.parse_sentence("the dog sleeps ."),
+        grammar.parse_sentence("the dog runs ."),
     ]
-    trigram = ld.TrigramModel(tokenizer, k=0.5).fit(sentences)
+    trigram = tiny_gpt.TrigramModel(tokenizer, k=0.5).fit(sentences)
     V = tokenizer.vocab_size
-    nll = trigram.token_nll([ld.parse_sentence("the dog runs .")])
+    nll = trigram.token_nll([grammar.parse_sentence("the dog runs .")])
     # after (<pad>, <bos>): "the" seen 3 of 3; after (the, dog): "runs" 2 of 3; after (runs, .): <eos> 2 of 2.
     assert nll[0].item() == pytest.approx(-math.log((3 + 0.5) / (3 + 0.5 * V)))
     assert nll[2].item() == pytest.approx(-math.log((2 + 0.5) / (3 + 0.5 * V)))
@@ -253,12 +254,12 @@ def test_trigram_probabilities_by_counting():
 
 
 def test_trigram_cannot_carry_agreement_but_the_floor_does():
-    tokenizer = ld.make_tokenizer()
-    train, heldout = ld.sample_corpus(20000, seed=11), ld.sample_corpus(3000, seed=12)
-    roles = ld.token_roles(heldout)
-    trigram = ld.loss_by_role(ld.TrigramModel(tokenizer).fit(train).token_nll(heldout), roles)
-    floor = ld.loss_by_role(ld.floor_token_nll(heldout), roles)
-    for role in ld.ROLES:
+    tokenizer = grammar.make_tokenizer()
+    train, heldout = grammar.sample_corpus(20000, seed=11), grammar.sample_corpus(3000, seed=12)
+    roles = tiny_gpt.token_roles(heldout)
+    trigram = tiny_gpt.loss_by_role(tiny_gpt.TrigramModel(tokenizer).fit(train).token_nll(heldout), roles)
+    floor = tiny_gpt.loss_by_role(tiny_gpt.floor_token_nll(heldout), roles)
+    for role in grammar.ROLES:
         assert trigram[role] > floor[role] + 0.3, role
 
 
@@ -266,39 +267,39 @@ def test_trigram_cannot_carry_agreement_but_the_floor_does():
 
 
 def test_train_gpt_checkpoint_writes_a_loadable_checkpoint(tmp_path, capsys):
-    recipe = ld.TinyGPTRecipe(
+    recipe = tiny_gpt.TinyGPTRecipe(
         d_model=16, n_heads=2, n_layers=1, batch_size=8, n_train_sentences=200, n_heldout_sentences=50,
         n_floor_sentences=500, eval_every=5, n_eval_sentences=10, snapshot_every=5, warmup_steps=2,
     )  # fmt: skip
-    info = ld.train_gpt_checkpoint(tmp_path, seed=0, time_limit_s=8.0, recipe=recipe)
+    info = tiny_gpt.train_gpt_checkpoint(tmp_path, seed=0, time_limit_s=8.0, recipe=recipe)
     printed = capsys.readouterr().out
     assert "held-out loss" in printed and "entropy floor" in printed
-    model, tokenizer, loaded = ld.load_tiny_gpt(tmp_path)
+    model, tokenizer, loaded = tiny_gpt.load_tiny_gpt(tmp_path)
     assert loaded["heldout"]["loss"] == pytest.approx(info["heldout"]["loss"])
     assert loaded["training_seconds"] <= 8.0 + 3.0  # the last step and the final evaluation may cross the limit
     assert loaded["steps"] > 10
     assert loaded["snapshots"] and loaded["snapshots"][0][0] == 0
-    heldout = ld.sample_corpus(50, seed=0 + recipe.heldout_seed_offset)
-    again = ld.gpt_token_nll(model.double(), heldout, tokenizer).mean().item()
+    heldout = grammar.sample_corpus(50, seed=0 + recipe.heldout_seed_offset)
+    again = tiny_gpt.gpt_token_nll(model.double(), heldout, tokenizer).mean().item()
     assert again == pytest.approx(info["heldout"]["loss"], abs=1e-4)
 
 
 def test_shipped_checkpoint_is_small_and_reaches_its_reported_loss():
-    path = ld.CHECKPOINT_DIR / f"{ld.CHECKPOINT_NAME}.safetensors"
+    path = tiny_gpt.CHECKPOINT_DIR / f"{tiny_gpt.CHECKPOINT_NAME}.safetensors"
     assert path.stat().st_size <= 5_000_000
-    model, tokenizer, info = ld.load_tiny_gpt()
+    model, tokenizer, info = tiny_gpt.load_tiny_gpt()
     assert info["training_seconds"] <= 180.0 + 5.0
-    heldout = ld.sample_corpus(1500, seed=424242)  # fresh sentences, not the stored held-out set
-    excess = (ld.gpt_token_nll(model, heldout, tokenizer) - ld.floor_token_nll(heldout)).mean().item()
+    heldout = grammar.sample_corpus(1500, seed=424242)  # fresh sentences, not the stored held-out set
+    excess = (tiny_gpt.gpt_token_nll(model, heldout, tokenizer) - tiny_gpt.floor_token_nll(heldout)).mean().item()
     reported = info["heldout"]["excess_over_floor"]
     assert abs(excess - reported) < 0.02
     # Generated sentences are grammatical.
     generator = torch.Generator().manual_seed(0)
-    texts = ld.generate_sentences(model, tokenizer, 20, generator=generator)
+    texts = tiny_gpt.generate_sentences(model, tokenizer, 20, generator=generator)
     n_ok = 0
     for text in texts:
         try:
-            ld.parse_sentence(text)
+            grammar.parse_sentence(text)
             n_ok += 1
         except ValueError:
             pass

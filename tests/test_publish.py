@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from browser_support import chromium_page, require_browser, save_screenshot
 
-from course_lib import publish
+from course_lib.tooling import publish
 
 pytestmark = pytest.mark.browser
 

@@ -227,8 +227,8 @@ def test_train_rejects_bad_arguments():
 
 
 def test_translator_checkpoint_round_trip(tmp_path):
+    from course_lib.data.translation import chinese_vocabulary, encode_pairs, english_vocabulary, make_splits
     from course_lib.train import TranslatorRecipe, load_translator, load_translator_snapshots, train_translator
-    from course_lib.translation_data import chinese_vocabulary, encode_pairs, english_vocabulary, make_splits
 
     recipe = TranslatorRecipe(
         d_model=16, n_heads=2, n_layers=1, d_ff=32, batch_size=8, steps=4, warmup_steps=2,
@@ -252,8 +252,8 @@ def test_translator_checkpoint_round_trip(tmp_path):
 
 def test_shipped_translator_checkpoint():
     """The checkpoint in the repository: small, loadable with today's vocabularies, and as good as it says."""
+    from course_lib.data.translation import chinese_vocabulary, english_vocabulary, make_splits
     from course_lib.train import default_checkpoint_dir, exact_match, load_translator
-    from course_lib.translation_data import chinese_vocabulary, english_vocabulary, make_splits
 
     directory = default_checkpoint_dir()
     if not (directory / "translator.json").exists():

@@ -1,11 +1,11 @@
-"""Tests for course_lib.translation_data: the toy languages, the generator and the splits."""
+"""Tests for course_lib.data.translation: the toy languages, the generator and the splits."""
 
 import random
 
 import pytest
 import torch
 
-from course_lib.translation_data import (
+from course_lib.data.translation import (
     LONG_SOURCE_LENGTHS,
     MAX_SOURCE_LEN,
     NOUNS,

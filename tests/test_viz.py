@@ -16,6 +16,7 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
 from course_lib import viz  # noqa: E402
+from course_lib.viz import transformer_map  # noqa: E402
 
 CHINESE_TOKENS = ["我", "喜欢", "机器", "学习"]
 
@@ -163,7 +164,7 @@ def test_map_draws_every_part_once():
 def test_map_highlights_only_the_chosen_parts():
     fig = viz.draw_transformer_map(highlight=("decoder_cross_attention", "linear"))
     patches = _part_patches(fig)
-    muted = mcolors.to_rgba(viz._MUTED_FILL)
+    muted = mcolors.to_rgba(transformer_map._MUTED_FILL)
     strong = {name for name, patch in patches.items() if patch.get_facecolor() != muted}
     assert strong == {"decoder_cross_attention", "linear"}
 
@@ -171,7 +172,7 @@ def test_map_highlights_only_the_chosen_parts():
 def test_map_groups_expand():
     fig = viz.draw_transformer_map(highlight=("attention",))
     patches = _part_patches(fig)
-    muted = mcolors.to_rgba(viz._MUTED_FILL)
+    muted = mcolors.to_rgba(transformer_map._MUTED_FILL)
     strong = {name for name, patch in patches.items() if patch.get_facecolor() != muted}
     assert strong == set(viz.PART_GROUPS["attention"])
 
@@ -205,7 +206,7 @@ def test_show_map_titles_and_highlights(lesson, tmp_path):
     fig = viz.show_map(lesson)
     assert fig.axes[0].get_title().startswith(f"Lesson {lesson:02d}")
     patches = _part_patches(fig)
-    muted = mcolors.to_rgba(viz._MUTED_FILL)
+    muted = mcolors.to_rgba(transformer_map._MUTED_FILL)
     strong = {name for name, patch in patches.items() if patch.get_facecolor() != muted}
     assert strong == set(viz.LESSON_HIGHLIGHTS[lesson])
     width, height = fig.get_size_inches()

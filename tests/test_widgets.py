@@ -16,10 +16,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from course_lib import widgets as W  # noqa: E402
 from course_lib.example import RUNNING_SENTENCE  # noqa: E402
 from course_lib.masks import causal_mask  # noqa: E402
 from course_lib.positional import sinusoidal_positional_encoding  # noqa: E402
+from course_lib.viz import widgets as W  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -1,6 +1,6 @@
 """The ``course`` command: check, hint, reset, grade and build the exercise notebooks.
 
-Run ``course --help`` (or ``python -m course_lib.cli --help``) for the list of commands.
+Run ``course --help`` (or ``python -m course_lib.exercise_system.cli --help``) for the list of commands.
 Works the same on Windows, macOS and Linux: it only needs Python.
 """
 
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from course_lib import exercises as ex
+from course_lib import exercise_system as ex
 
 DESCRIPTION = """\
 Tools for the exercise notebooks of the course.

@@ -27,7 +27,8 @@ import torch
 
 from course_lib import viz
 from course_lib.generation import next_token_probs, sample_next_token
-from course_lib.widgets import FigureWidget, _slider_style, attention_stage, qkv_from_attention
+from course_lib.viz.widgets.attention_step_through import attention_stage, qkv_from_attention
+from course_lib.viz.widgets.base import FigureWidget, _slider_style
 
 EXPLAINER_STAGES = ("QK^T", "÷ sqrt(d_k)", "masked", "softmax")
 """The attention stages the explainer can show (names shared with lesson 03's widget)."""
@@ -58,7 +59,7 @@ class GPTExplainer(FigureWidget):
         if model is None or tokenizer is None:
             if model is not None or tokenizer is not None:
                 raise ValueError("GPTExplainer: pass both model and tokenizer, or neither (the tiny GPT of lesson 11)")
-            from course_lib.language_data import load_tiny_gpt
+            from course_lib.tiny_gpt import load_tiny_gpt
 
             model, tokenizer, _ = load_tiny_gpt()
         if not hasattr(model, "blocks") or not hasattr(model, "token_embedding"):

@@ -1,7 +1,7 @@
 """Publish the course for reading without a kernel: an offline HTML site and reveal.js slides.
 
-    python -m course_lib.publish site   [--out site]     every lesson as HTML + an index page
-    python -m course_lib.publish slides [--out slides]   every lesson as a reveal.js deck
+    python -m course_lib.tooling.publish site   [--out site]     every lesson as HTML + an index page
+    python -m course_lib.tooling.publish slides [--out slides]   every lesson as a reveal.js deck
 
 Both work offline: MathJax, require.js, jQuery, reveal.js and Font Awesome are installed from the
 npm registry into ``<out>/assets`` (once; needs ``npm``), and every page points at those local

@@ -1,6 +1,6 @@
 """Benchmarks: course_lib's readable parts side by side with PyTorch's own modules.
 
-Run ``python -m course_lib.bench`` (or ``make bench``). It prints a table and writes
+Run ``python -m course_lib.tooling.bench`` (or ``make bench``). It prints a table and writes
 ``BENCHMARKS.md``. Each comparison runs the two sides interleaved (A B A B ...) and reports
 the median of the per-pair time ratios, so slow phases of a noisy machine hit both sides.
 
@@ -253,8 +253,8 @@ def widget_latencies(changes: int = 50) -> list[tuple[str, str, float]]:
 
     import ipywidgets
 
-    from course_lib import widgets as course_widgets
-    from course_lib.explainer import GPTExplainer
+    from course_lib.viz import widgets as course_widgets
+    from course_lib.viz.widgets.explainer import GPTExplainer
 
     generator = torch.Generator().manual_seed(0)
     heads = torch.softmax(torch.randn(2, 4, 10, 10, generator=generator), dim=-1)  # (layers, heads, T, T)
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     report = [
         "# Benchmarks",
         "",
-        "Written by `python -m course_lib.bench` (`make bench`, `python tasks.py bench`).",
+        "Written by `python -m course_lib.tooling.bench` (`make bench`, `python tasks.py bench`).",
         "",
         f"Machine: {machine_description()}.",
         "",

@@ -1,0 +1,96 @@
+"""Exercise notebooks: build them from the solutions, run them, grade a class.
+
+The solution notebooks in ``solutions/`` are the source of truth. In a solution notebook
+
+* a *solution cell* carries ``metadata["course"] = {"exercise": "03.2", "title": ...}`` and marks
+  each answer with ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines;
+* a *check cell* starts with the comment ``# Check exercise 03.2`` and calls
+  ``course_lib.checks.check_<name>(...)``, which prints one line when the answer is right.
+
+``build_exercise_notebook`` turns a solution notebook into an exercise notebook: each marked
+region becomes ``raise NotImplementedError("Exercise 03.2: ...")`` and everything else, the
+stored outputs of the check cells included, stays as the solved run made it. So
+``pytest --nbval exercises/03_*.ipynb`` fails exactly until the learner's work is right.
+
+``run_notebook`` executes a learner's notebook cell by cell in a fresh kernel (with a time
+limit for the whole notebook) and gives one verdict per exercise, the same verdict nbval
+gives: the check cell must run without error and print what the solved run printed.
+
+Modules: ``notebooks`` (reading), ``build`` (exercises from solutions), ``grading`` (running and
+grading), ``cli`` (the ``course`` command).
+"""
+
+from course_lib.exercise_system.build import build_exercise_notebook, build_exercises, notebook_text, stub_source
+from course_lib.exercise_system.grading import (
+    ExerciseResult,
+    GradeTable,
+    NotebookReport,
+    failure_message,
+    find_student_notebook,
+    first_line,
+    grade_class,
+    has_marker,
+    judge_check_cell,
+    run_notebook,
+)
+from course_lib.exercise_system.notebooks import (
+    BEGIN_SOLUTION,
+    CHECK_COMMENT,
+    END_SOLUTION,
+    EXERCISE_ID,
+    NBFORMAT_MINOR,
+    NOTEBOOK_METADATA_KEPT,
+    NOTEBOOK_NAME,
+    NotebookUnreadable,
+    cell_course_metadata,
+    check_cell_exercise,
+    course_root,
+    default_solutions_dir,
+    exercise_of_cell,
+    exercise_sort_key,
+    exercise_titles,
+    expected_check_outputs,
+    lesson_notebooks,
+    lesson_of,
+    read_notebook,
+    solution_cell_exercise,
+    text_of_outputs,
+)
+
+__all__ = [
+    "BEGIN_SOLUTION",
+    "CHECK_COMMENT",
+    "END_SOLUTION",
+    "EXERCISE_ID",
+    "ExerciseResult",
+    "GradeTable",
+    "NBFORMAT_MINOR",
+    "NOTEBOOK_METADATA_KEPT",
+    "NOTEBOOK_NAME",
+    "NotebookReport",
+    "NotebookUnreadable",
+    "build_exercise_notebook",
+    "build_exercises",
+    "cell_course_metadata",
+    "check_cell_exercise",
+    "course_root",
+    "default_solutions_dir",
+    "exercise_of_cell",
+    "exercise_sort_key",
+    "exercise_titles",
+    "expected_check_outputs",
+    "failure_message",
+    "find_student_notebook",
+    "first_line",
+    "grade_class",
+    "has_marker",
+    "judge_check_cell",
+    "lesson_notebooks",
+    "lesson_of",
+    "notebook_text",
+    "read_notebook",
+    "run_notebook",
+    "solution_cell_exercise",
+    "stub_source",
+    "text_of_outputs",
+]

@@ -1,0 +1,125 @@
+"""Building exercise notebooks from the solution notebooks (each answer becomes a stub)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+
+from course_lib.exercise_system.notebooks import (
+    BEGIN_SOLUTION,
+    END_SOLUTION,
+    NBFORMAT_MINOR,
+    NOTEBOOK_METADATA_KEPT,
+    expected_check_outputs,
+    lesson_notebooks,
+    read_notebook,
+    solution_cell_exercise,
+)
+
+# Building exercise notebooks from solutions
+# ----------------------------------------------------------------------------------------------
+
+
+def stub_source(source: str, exercise: str) -> str:
+    """Replace every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region by a stub that raises.
+
+    The stub keeps the indentation of the ``BEGIN`` line, so a region inside a function or
+    method body becomes that body. Lines outside the regions (signatures, class skeletons)
+    stay for the learner to see.
+    """
+    lines = source.split("\n")
+    result = []
+    inside = False
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if stripped == BEGIN_SOLUTION:
+            if inside:
+                raise ValueError(f"exercise {exercise}: nested {BEGIN_SOLUTION} on line {number}")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            result.append(f"{indent}# Your code here: replace the line below.")
+            result.append(
+                f'{indent}raise NotImplementedError("Exercise {exercise}: not implemented yet (write your code here)")'
+            )
+        elif stripped == END_SOLUTION:
+            if not inside:
+                raise ValueError(f"exercise {exercise}: {END_SOLUTION} without {BEGIN_SOLUTION} on line {number}")
+            inside = False
+        elif not inside:
+            result.append(line)
+    if inside:
+        raise ValueError(f"exercise {exercise}: {BEGIN_SOLUTION} without {END_SOLUTION}")
+    return "\n".join(result)
+
+
+def build_exercise_notebook(solution_nb) -> nbformat.NotebookNode:
+    """The exercise notebook for one solution notebook (a new object; the input is unchanged).
+
+    Solution cells get stubs and lose their outputs; every other cell (check cells with their
+    outputs included) is copied. Cell ids are numbered, timing metadata is dropped, so the
+    result depends only on the solution notebook.
+    """
+    exercises_seen = set()
+    cells = []
+    for index, cell in enumerate(solution_nb.cells):
+        metadata = {key: copy.deepcopy(value) for key, value in cell.get("metadata", {}).items() if key != "execution"}
+        source = cell.get("source", "")
+        exercise = solution_cell_exercise(cell)
+        if cell.cell_type == "markdown":
+            new = nbformat.v4.new_markdown_cell(source, metadata=metadata)
+        elif cell.cell_type == "raw":
+            new = nbformat.v4.new_raw_cell(source, metadata=metadata)
+        elif exercise:
+            exercises_seen.add(exercise)
+            new = nbformat.v4.new_code_cell(stub_source(source, exercise), metadata=metadata)
+        else:
+            new = nbformat.v4.new_code_cell(source, metadata=metadata)
+            new.execution_count = cell.get("execution_count")
+            new.outputs = copy.deepcopy(cell.get("outputs", []))
+        new["id"] = f"cell-{index:02d}"
+        cells.append(new)
+    checked = set(expected_check_outputs(solution_nb))
+    if exercises_seen != checked:
+        raise ValueError(
+            f"solution cells {sorted(exercises_seen)} and check cells {sorted(checked)} do not match: "
+            "every exercise needs one solution cell and one check cell"
+        )
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.nbformat_minor = NBFORMAT_MINOR
+    nb.metadata = {key: solution_nb.metadata[key] for key in NOTEBOOK_METADATA_KEPT if key in solution_nb.metadata}
+    return nb
+
+
+def notebook_text(nb) -> str:
+    """Stable JSON for a notebook (sorted keys, one-space indent, newline at the end)."""
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def build_exercises(solutions_dir: Path, exercises_dir: Path, check_only: bool = False) -> list[Path]:
+    """Write ``exercises_dir/NN_*.ipynb`` for every solution notebook.
+
+    Returns the exercise notebooks that were (with ``check_only``: would be) created or changed.
+    """
+    solutions = lesson_notebooks(solutions_dir)
+    if not solutions:
+        raise FileNotFoundError(f"no solution notebooks NN_*.ipynb in {solutions_dir}")
+    changed = []
+    for path in solutions.values():
+        try:
+            text = notebook_text(build_exercise_notebook(read_notebook(path)))
+        except ValueError as error:
+            raise ValueError(f"{path.name}: {error}") from None
+        target = Path(exercises_dir) / path.name
+        current = target.read_text(encoding="utf-8") if target.is_file() else None
+        if current != text:
+            changed.append(target)
+            if not check_only:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8", newline="\n")
+    return changed
+
+
+# ----------------------------------------------------------------------------------------------
