@@ -5,6 +5,10 @@
     python tasks.py setup   only create/refresh the environment in .venv
     python tasks.py lint    only ruff check + ruff format --check
     python tasks.py fix     let ruff fix what it can and format the code
+    python tasks.py execute [NOTEBOOK ...]
+                            re-execute lessons/solutions in place (all by default), then re-pair
+                            each with its text twin in md/ (see CONTRIBUTING.md)
+    python tasks.py sync    re-pair every notebook with its text twin (the newer side wins)
     python tasks.py bench   time course_lib against PyTorch's modules; writes BENCHMARKS.md
     python tasks.py site    render every lesson to an offline HTML site in site/
     python tasks.py slides  render every lesson to an offline reveal.js deck in slides/
@@ -123,6 +127,33 @@ def fix() -> None:
     run(python, "-m", "ruff", "format", *LINT_PATHS)
 
 
+PAIRED_FOLDERS = ("notebooks", "solutions")
+
+
+def paired_notebooks(paths: list[str]) -> list[str]:
+    if paths:
+        return paths
+    return [
+        str(path.relative_to(ROOT)) for folder in PAIRED_FOLDERS for path in sorted((ROOT / folder).glob("*.ipynb"))
+    ]
+
+
+def sync(python: Path, paths: list[str]) -> None:
+    """Pair each notebook with its MyST Markdown twin (jupytext.toml in each folder says where)."""
+    run(python, "-m", "jupytext", "--sync", "--quiet", *paired_notebooks(paths))
+
+
+def execute(paths: list[str]) -> None:
+    """Run notebooks top to bottom in a fresh kernel, store their outputs, then re-pair them."""
+    python = setup()
+    for path in paired_notebooks(paths):
+        run(
+            python, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+            "--ExecutePreprocessor.record_timing=False", "--ExecutePreprocessor.timeout=600", path,
+        )  # fmt: skip
+    sync(python, paths)
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
@@ -138,6 +169,10 @@ def main(argv: list[str]) -> None:
         lint(setup())
     elif command == "fix":
         fix()
+    elif command == "execute":
+        execute(rest)
+    elif command == "sync":
+        sync(setup(), rest)
     elif command in ("site", "slides"):
         run(setup(), "-m", "course_lib.tooling.publish", command, *rest)
     elif command == "bench":
