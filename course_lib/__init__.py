@@ -13,17 +13,27 @@ from course_lib.attention import scaled_dot_product_attention
 from course_lib.decoder import Decoder, DecoderLayer
 from course_lib.embeddings import TokenEmbedding, embedding_lookup
 from course_lib.encoder import Encoder, EncoderLayer
-from course_lib.feedforward import FeedForward
+from course_lib.feedforward import FeedForward, SwiGLU
 from course_lib.generation import beam_search, generate, greedy_decode, next_token_probs, sample_next_token
+from course_lib.llama import Llama, LlamaBlock, LlamaConfig
 from course_lib.masks import causal_mask, padding_mask
 from course_lib.models import GPT, GPTConfig, Transformer, TransformerConfig
-from course_lib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads, use_fused_attention
-from course_lib.normalization import LayerNorm, layer_norm
+from course_lib.multihead import (
+    GroupedQueryAttention,
+    KVCache,
+    MultiHeadAttention,
+    merge_heads,
+    repeat_kv_heads,
+    split_heads,
+    use_fused_attention,
+)
+from course_lib.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
 from course_lib.positional import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
     sinusoidal_positional_encoding,
 )
+from course_lib.rotary import apply_rope, rope_angles, rope_frequencies, rotate_half, rotate_interleaved
 
 __version__ = "0.2.0"
 
@@ -60,15 +70,22 @@ __all__ = [
     "EncoderLayer",
     "FeedForward",
     "GPTConfig",
+    "GroupedQueryAttention",
     "KVCache",
     "LayerNorm",
     "LearnedPositionalEmbedding",
+    "Llama",
+    "LlamaBlock",
+    "LlamaConfig",
     "MultiHeadAttention",
+    "RMSNorm",
     "SinusoidalPositionalEncoding",
+    "SwiGLU",
     "TokenEmbedding",
     "Transformer",
     "TransformerConfig",
     "__version__",
+    "apply_rope",
     "beam_search",
     "causal_mask",
     "embedding_lookup",
@@ -78,6 +95,12 @@ __all__ = [
     "merge_heads",
     "next_token_probs",
     "padding_mask",
+    "repeat_kv_heads",
+    "rms_norm",
+    "rope_angles",
+    "rope_frequencies",
+    "rotate_half",
+    "rotate_interleaved",
     "sample_next_token",
     "scaled_dot_product_attention",
     "sinusoidal_positional_encoding",

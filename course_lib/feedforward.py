@@ -1,6 +1,8 @@
 """The position-wise feed-forward network (the Transformer's MLP).
 
-Built in lesson 06 (MLP, residual connections and layer norm).
+* ``FeedForward``: linear -> ReLU/GELU -> linear. Built in lesson 06 (MLP, residual
+  connections and layer norm).
+* ``SwiGLU``: Llama's gated MLP. Built in lesson 13 (from GPT-2 to a modern LLM).
 """
 
 from __future__ import annotations
@@ -9,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validation import require_choice, require_positive_int, require_rank, require_size
+from course_lib._validation import (
+    require_choice,
+    require_min_rank,
+    require_positive_int,
+    require_rank,
+    require_size,
+)
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -49,3 +57,40 @@ class FeedForward(nn.Module):
         hidden = self.activation(self.linear1(x))  # (B, T, d_ff)
         self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
         return self.linear2(self.dropout(hidden))  # (B, T, d_model)
+
+
+class SwiGLU(nn.Module):
+    """Llama's gated MLP: ``down(silu(gate(x)) * up(x))``.
+
+    Two projections to d_ff run side by side: ``up`` carries the content and ``gate``,
+    through SiLU (x * sigmoid(x)), decides how much of each hidden feature passes. Their
+    element-wise product goes back to d_model through ``down``. With three matrices
+    instead of two, Llama uses d_ff of about 8/3 * d_model rather than GPT's 4 * d_model
+    to keep the parameter count comparable. Equal to Hugging Face's ``LlamaMLP``
+    (``gate_proj``, ``up_proj``, ``down_proj``).
+
+    Shapes:
+        x: (..., d_model) -> gate, up (..., d_ff) -> (..., d_model)
+
+    Built in lesson 13 (from GPT-2 to a modern LLM).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, bias: bool = False):
+        super().__init__()
+        require_positive_int("SwiGLU", "d_model", d_model)
+        require_positive_int("SwiGLU", "d_ff", d_ff)
+        self.d_model = d_model
+        self.d_ff = d_ff
+        self.gate = nn.Linear(d_model, d_ff, bias=bias)
+        self.up = nn.Linear(d_model, d_ff, bias=bias)
+        self.down = nn.Linear(d_ff, d_model, bias=bias)
+        self.last_hidden: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        where = "SwiGLU.forward"
+        expected = f"(..., d_model) with d_model={self.d_model}"
+        require_min_rank(where, "x", x, expected, 1)
+        require_size(where, "x", x, -1, self.d_model, expected)
+        hidden = F.silu(self.gate(x)) * self.up(x)  # (..., d_ff): the gate scales each hidden feature
+        self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
+        return self.down(hidden)  # (..., d_model)

@@ -6,10 +6,50 @@ Built in lesson 09 (output layer and generation).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from tqdm.auto import tqdm
 
-from course_lib._validation import require_min_rank, require_positive_int, require_rank, shape_text
+from course_lib._validation import (
+    HALF_PRECISION,
+    INTEGER_DTYPES,
+    as_float,
+    as_int,
+    require_min_rank,
+    require_positive_int,
+    require_rank,
+    shape_text,
+)
+
+
+class CausalLanguageModel(Protocol):
+    """What ``generate`` needs from a decoder-only model; ``GPT`` and ``Llama`` both have it.
+
+    * ``config.context_length``: the longest sequence the model accepts;
+    * ``new_cache()``: an empty key/value cache;
+    * ``model(token_ids (B, T), cache=None) -> logits (B, T, V)``: with a cache, only the new
+      tokens are passed and the model continues from the cached ones.
+
+    Built in lesson 09 (output layer and generation); ``Llama`` joins in lesson 13.
+    """
+
+    config: object
+
+    def new_cache(self) -> object: ...
+
+    def __call__(self, token_ids: torch.Tensor, cache: object = None) -> torch.Tensor: ...
+
+
+def _require_causal_language_model(where: str, model) -> None:
+    """Raise unless ``model`` follows ``CausalLanguageModel`` (e.g. an encoder-decoder does not)."""
+    has_context = isinstance(getattr(getattr(model, "config", None), "context_length", None), int)
+    if not (has_context and callable(getattr(model, "new_cache", None)) and callable(model)):
+        raise ValueError(
+            f"{where}: model must be a decoder-only language model such as course_lib's GPT or Llama "
+            f"(config.context_length, new_cache(), model(token_ids, cache=...)), got {type(model).__name__}; "
+            "for an encoder-decoder Transformer use greedy_decode or beam_search"
+        )
 
 
 def next_token_probs(
@@ -21,7 +61,9 @@ def next_token_probs(
     """Turn logits into the distribution the next token is drawn from.
 
     1. Divide the logits by ``temperature`` (below 1 sharpens, above 1 flattens;
-       ``temperature=0`` means greedy: all mass on the largest logit).
+       ``temperature=0`` means greedy: all mass on the largest logit). The largest logit
+       is subtracted first (softmax does not change), so a tiny temperature cannot
+       overflow: it tends to greedy, with tied largest logits sharing the mass.
     2. ``top_k``: keep only the k largest logits.
     3. ``top_p``: keep the smallest set of most likely tokens whose probability mass
        reaches p (the token that crosses p is kept).
@@ -37,18 +79,31 @@ def next_token_probs(
     if not logits.is_floating_point():
         raise ValueError(f"{where}: logits must be a float tensor (..., V), got dtype {logits.dtype}")
     V = logits.shape[-1]
-    if temperature < 0:
-        raise ValueError(f"{where}: temperature must be >= 0, got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k):
-        raise ValueError(f"{where}: top_k must be an int >= 1 or None, got {top_k!r}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"{where}: top_p must be in (0, 1] or None, got {top_p!r}")
+    if V == 0:
+        raise ValueError(f"{where}: logits must be (..., V) with V >= 1 (one logit per token), got {shape_text(logits)}")
+    temperature = as_float(where, "temperature", temperature, ">= 0 (a finite number; 0 is greedy)", low=0.0)
+    if top_k is not None:
+        top_k = as_int(where, "top_k", top_k, minimum=1)
+    if top_p is not None:
+        top_p = as_float(where, "top_p", top_p, "in (0, 1] or None", low=0.0, low_open=True, high=1.0)
+    if logits.numel() == 0:
+        return torch.zeros_like(logits)  # (0, V): no rows, nothing to compute
+    largest = logits.amax(dim=-1, keepdim=True)  # (..., 1)
+    if not bool(torch.isfinite(largest).all()):
+        raise ValueError(
+            f"{where}: logits {shape_text(logits)} hold NaN or +inf, or a row with every logit -inf; "
+            "-inf may mark forbidden tokens, but every row needs a finite largest logit"
+        )
 
     if temperature == 0:
         greedy = logits.argmax(dim=-1, keepdim=True)  # (..., 1)
         return torch.zeros_like(logits).scatter(-1, greedy, 1.0)  # (..., V), one-hot
 
-    scaled = logits / temperature  # (..., V)
+    work = logits.float() if logits.dtype in HALF_PRECISION else logits  # float16 would round the probabilities
+    shifted = work - largest.to(work.dtype)  # (..., V), <= 0; the largest logit is 0
+    # shifted / temperature is -inf (not NaN) when it overflows; keep the largest at exactly 0 even when
+    # temperature rounds to 0 in this dtype (0 / 0 would be NaN).
+    scaled = torch.where(shifted == 0, shifted, shifted / temperature)  # (..., V)
 
     if top_k is not None and top_k < V:
         kth_largest = scaled.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
@@ -62,7 +117,7 @@ def next_token_probs(
         keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # (..., V), back in vocabulary order
         scaled = scaled.masked_fill(~keep, float("-inf"))  # (..., V)
 
-    return torch.softmax(scaled, dim=-1)  # (..., V), renormalised over the kept tokens
+    return torch.softmax(scaled, dim=-1).to(logits.dtype)  # (..., V), renormalised over the kept tokens
 
 
 def sample_next_token(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -74,7 +129,25 @@ def sample_next_token(probs: torch.Tensor, generator: torch.Generator | None = N
 
     Built in lesson 09 (output layer and generation).
     """
-    require_rank("sample_next_token", "probs", probs, "(B, V)", 2)
+    where = "sample_next_token"
+    require_rank(where, "probs", probs, "(B, V)", 2)
+    if not probs.is_floating_point():
+        raise ValueError(f"{where}: probs must be a float tensor (B, V) of probabilities, got dtype {probs.dtype}")
+    if probs.shape[1] == 0:
+        raise ValueError(f"{where}: probs must be (B, V) with V >= 1, got {shape_text(probs)}")
+    if probs.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=probs.device)  # (0,)
+    if not bool((torch.isfinite(probs) & (probs >= 0)).all()):
+        raise ValueError(
+            f"{where}: probs {shape_text(probs)} must be finite and >= 0, got NaN, inf or negative values; "
+            "pass probabilities (next_token_probs(logits)), not logits"
+        )
+    row_sums = probs.sum(dim=-1)  # (B,)
+    if not bool((row_sums > 0).all()):
+        rows = (row_sums <= 0).nonzero().flatten().tolist()
+        raise ValueError(f"{where}: every row of probs needs some probability mass, but rows {rows[:10]} sum to 0")
+    if probs.dtype in HALF_PRECISION:
+        probs = probs.float()  # multinomial's sums in float32
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)  # (B,)
 
 
@@ -91,7 +164,8 @@ def generate(
     eos_id: int | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Extend ``prompt_ids`` with ``max_new_tokens`` tokens from a ``GPT``.
+    """Extend ``prompt_ids`` with ``max_new_tokens`` tokens from a ``GPT`` or a ``Llama``
+    (any ``CausalLanguageModel``).
 
     With ``use_cache=True`` the prompt runs once, then each step feeds only the newest
     token and reuses the cached keys and values; with ``use_cache=False`` every step
@@ -103,6 +177,7 @@ def generate(
     Built in lesson 09 (output layer and generation).
     """
     where = "generate"
+    _require_causal_language_model(where, model)
     require_rank(where, "prompt_ids", prompt_ids, "(B, T) token ids", 2, hint="add a batch dimension")
     require_positive_int(where, "max_new_tokens", max_new_tokens)
     context_length = model.config.context_length

@@ -1,7 +1,8 @@
 """Multi-head attention: several attention heads side by side.
 
 Built in lesson 05 (multi-head attention). The key/value cache used for fast
-generation is explained in lesson 09.
+generation is explained in lesson 09. Grouped-query attention (several query heads
+sharing one key/value head, with rotary positions) is built in lesson 13.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib._validation import require_positive_int, require_rank, require_size, shape_text
-from course_lib.attention import scaled_dot_product_attention
+from course_lib.attention import check_attention_mask, scaled_dot_product_attention
+from course_lib.masks import causal_mask
+from course_lib.rotary import apply_rope
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -58,7 +61,8 @@ class KVCache:
       encoder memory, later calls reuse them unchanged.
 
     Shapes:
-        keys, values: (B, n_heads, T_past, d_head)
+        keys, values: (B, n_heads, T_past, d_head); (B, n_kv_heads, T_past, d_head) in
+        ``GroupedQueryAttention``, which stores only its key/value heads
 
     Built in lesson 09 (output layer and generation).
     """
@@ -140,6 +144,32 @@ class MultiHeadAttention(nn.Module):
             )
         if query.shape[0] != key.shape[0]:
             raise ValueError(f"{where}: query and key must share B, got {shape_text(query)} and {shape_text(key)}")
+        weight_dtype = self.w_q.weight.dtype
+        for name, tensor in (("query", query), ("key", key), ("value", value)):
+            if tensor.dtype != weight_dtype:
+                raise ValueError(
+                    f"{where}: {name} has dtype {tensor.dtype} but the module's weights are {weight_dtype}; "
+                    f"convert the input ({name}.to({weight_dtype})) or the module (module.to({tensor.dtype}))"
+                )
+
+    def _check_cache_and_mask(self, query, key, mask, kv_cache) -> None:
+        """Check the cache and the mask before anything is computed or cached, for both paths."""
+        where = "MultiHeadAttention.forward"
+        T_k = key.shape[1]
+        if kv_cache is not None:
+            if not isinstance(kv_cache, KVCache):
+                raise ValueError(f"{where}: kv_cache must be a KVCache or None, got {type(kv_cache).__name__}")
+            if len(kv_cache) > 0 and kv_cache.keys.shape[0] != query.shape[0]:
+                raise ValueError(
+                    f"{where}: the kv_cache holds keys for B={kv_cache.keys.shape[0]} sequences, but query "
+                    f"{shape_text(query)} has B={query.shape[0]}; start a new cache for a new batch"
+                )
+            T_k = len(kv_cache) if kv_cache.static and len(kv_cache) > 0 else len(kv_cache) + T_k
+        if mask is not None:
+            scores_shape = (query.shape[0], self.n_heads, query.shape[1], T_k)
+            check_attention_mask(
+                "scaled_dot_product_attention", mask, scores_shape, query.device, "(B, n_heads, T_q, T_k)"
+            )
 
     def forward(
         self,
@@ -150,6 +180,7 @@ class MultiHeadAttention(nn.Module):
         kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
         self._check_inputs(query, key, value)
+        self._check_cache_and_mask(query, key, mask, kv_cache)  # one check for the readable and the fused path
 
         q = split_heads(self.w_q(query), self.n_heads)  # (B, n_heads, T_q, d_head)
         if kv_cache is not None and kv_cache.static and len(kv_cache) > 0:
@@ -177,8 +208,143 @@ class MultiHeadAttention(nn.Module):
         return self.w_o(merge_heads(heads))  # (B, T_q, d_model)
 
 
+def repeat_kv_heads(x: torch.Tensor, n_repeats: int) -> torch.Tensor:
+    """Repeat each key/value head ``n_repeats`` times, so every query head has a partner.
+
+    Heads are repeated in place (repeat_interleave), not tiled: kv head 0 serves query heads
+    0 .. n_repeats-1, kv head 1 the next n_repeats, and so on, so query head h uses kv
+    head h // n_repeats (as Hugging Face's ``repeat_kv``).
+
+    Shapes:
+        x: (B, n_kv_heads, T, d_head) -> (B, n_kv_heads * n_repeats, T, d_head) = (B, n_heads, T, d_head)
+
+    Built in lesson 13 (from GPT-2 to a modern LLM).
+    """
+    require_rank("repeat_kv_heads", "x", x, "(B, n_kv_heads, T, d_head)", 4)
+    require_positive_int("repeat_kv_heads", "n_repeats", n_repeats)
+    if n_repeats == 1:
+        return x  # (B, n_heads, T, d_head): one kv head per query head already
+    return x.repeat_interleave(n_repeats, dim=1)  # (B, n_heads, T, d_head)
+
+
+class GroupedQueryAttention(nn.Module):
+    """Causal self-attention with grouped key/value heads and rotary positions (Llama's attention).
+
+    ``n_heads`` query heads share ``n_kv_heads`` key/value heads: each group of
+    ``n_heads // n_kv_heads`` query heads reads the same keys and values. The key/value
+    cache then holds only ``n_kv_heads`` heads, which is what makes long generations fit
+    in memory. ``n_kv_heads == n_heads`` is ordinary multi-head attention and
+    ``n_kv_heads == 1`` is multi-query attention.
+
+    Queries and keys are rotated by ``apply_rope`` at their absolute positions (a cache
+    holding T_past tokens puts the new ones at T_past, T_past + 1, ...), so the layer needs
+    no position embedding. The causal mask is built inside: query i, at absolute position
+    T_past + i, may attend to keys 0 .. T_past + i.
+
+    Args:
+        d_model: model width; ``d_head = d_model // n_heads`` must be even (RoPE rotates pairs).
+        n_heads: number of query heads.
+        n_kv_heads: number of key/value heads; must divide ``n_heads``.
+        bias: whether the four linear layers have biases (Llama: no).
+        rope_base: the ``base`` of ``apply_rope``.
+        rope_interleaved: RoPE's pair layout (False: Hugging Face's "rotate half").
+
+    ``forward(x, kv_cache=None)``. The readable path keeps the last weights on
+    ``.attention_weights`` (B, n_heads, T_q, T_k) for plotting; ``use_fused_attention(model)``
+    switches to ``F.scaled_dot_product_attention`` (same outputs and gradients, no weights
+    kept; ``tests/test_llama.py`` proves them equal).
+
+    Shapes:
+        x (B, T, d_model) -> (B, T, d_model)
+        w_q: d_model -> n_heads * d_head; w_k, w_v: d_model -> n_kv_heads * d_head;
+        w_o: n_heads * d_head -> d_model
+
+    Built in lesson 13 (from GPT-2 to a modern LLM).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        bias: bool = False,
+        rope_base: float = 10000.0,
+        *,
+        rope_interleaved: bool = False,
+    ):
+        super().__init__()
+        where = "GroupedQueryAttention"
+        require_positive_int(where, "d_model", d_model)
+        require_positive_int(where, "n_heads", n_heads)
+        require_positive_int(where, "n_kv_heads", n_kv_heads)
+        if d_model % n_heads != 0:
+            raise ValueError(
+                f"{where}: d_model={d_model} must be divisible by n_heads={n_heads} "
+                f"(each head gets d_model // n_heads dimensions)"
+            )
+        if n_heads % n_kv_heads != 0:
+            raise ValueError(
+                f"{where}: n_kv_heads={n_kv_heads} must divide n_heads={n_heads} "
+                f"(each key/value head serves a whole group of query heads)"
+            )
+        d_head = d_model // n_heads
+        if d_head % 2 != 0:
+            raise ValueError(
+                f"{where}: d_head = d_model // n_heads = {d_head} must be even (RoPE rotates pairs of dimensions)"
+            )
+        if isinstance(rope_base, bool) or not isinstance(rope_base, int | float) or not rope_base > 0:
+            raise ValueError(f"{where}: rope_base must be a number > 0, got {rope_base!r}")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.d_head = d_head
+        self.n_repeats = n_heads // n_kv_heads  # query heads per key/value head
+        self.rope_base = float(rope_base)
+        self.rope_interleaved = bool(rope_interleaved)
+        self.w_q = nn.Linear(d_model, n_heads * d_head, bias=bias)
+        self.w_k = nn.Linear(d_model, n_kv_heads * d_head, bias=bias)
+        self.w_v = nn.Linear(d_model, n_kv_heads * d_head, bias=bias)
+        self.w_o = nn.Linear(n_heads * d_head, d_model, bias=bias)
+        self.need_weights = True
+        self.attention_weights: torch.Tensor | None = None
+
+    def _rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return apply_rope(x, positions, self.rope_base, self.rope_interleaved)  # (B, heads, T, d_head)
+
+    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        where = "GroupedQueryAttention.forward"
+        expected = f"(B, T, d_model) with d_model={self.d_model}"
+        require_rank(where, "x", x, expected, 3, hint="did you pass the head-split tensor?")
+        require_size(where, "x", x, -1, self.d_model, expected)
+        if kv_cache is not None and kv_cache.static:
+            raise ValueError(f"{where}: kv_cache must be a self-attention KVCache (static=False), got static=True")
+        T_past = len(kv_cache) if kv_cache is not None else 0
+        T = x.shape[1]
+        positions = torch.arange(T_past, T_past + T, device=x.device)  # (T,): absolute positions
+
+        q = split_heads(self.w_q(x), self.n_heads)  # (B, n_heads, T, d_head)
+        k = split_heads(self.w_k(x), self.n_kv_heads)  # (B, n_kv_heads, T, d_head)
+        v = split_heads(self.w_v(x), self.n_kv_heads)  # (B, n_kv_heads, T, d_head)
+        q = self._rope(q, positions)  # (B, n_heads, T, d_head)
+        k = self._rope(k, positions)  # (B, n_kv_heads, T, d_head), rotated once, cached rotated
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # (B, n_kv_heads, T_past + T, d_head): only n_kv_heads are stored
+        k = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head)
+        v = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
+        mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_k): query i sees keys 0 .. T_past + i
+
+        if self.need_weights:
+            heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, n_heads, T, d_head)
+            self.attention_weights = weights.detach()  # (B, n_heads, T, T_k)
+        else:
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, n_heads, T, d_head)
+            self.attention_weights = None
+        return self.w_o(merge_heads(heads))  # (B, T, d_model)
+
+
 def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch every ``MultiHeadAttention`` inside ``model`` to the fused fast path (or back).
+    """Switch every ``MultiHeadAttention`` and ``GroupedQueryAttention`` inside ``model`` to
+    the fused fast path (or back).
 
     The fused path gives the same outputs and gradients but keeps no attention weights,
     so use it for training and switch it off before plotting attention.
@@ -186,6 +352,6 @@ def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
     Built in lesson 09 (output layer and generation): the cost of attention.
     """
     for module in model.modules():
-        if isinstance(module, MultiHeadAttention):
+        if isinstance(module, MultiHeadAttention | GroupedQueryAttention):
             module.need_weights = not enabled
     return model
