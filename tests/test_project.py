@@ -127,3 +127,15 @@ def test_shape_changing_lines_carry_a_shape_comment():
 
 def test_version_is_exposed():
     assert re.fullmatch(r"\d+\.\d+\.\d+", course_lib.__version__)
+
+
+def test_instructor_schedules_add_up():
+    """Each schedule's slots sum to the total it states (the guide once promised 7 hours for 455 min)."""
+
+    text = (ROOT / "INSTRUCTORS.md").read_text(encoding="utf-8")
+    schedules = re.findall(r"\*\*([^*]+)\(total (\d+) min[^*]*\*\*(.*?)(?=\n\n)", text, re.S)
+    assert len(schedules) == 2, "expected the half-day and the full-day schedule"
+    for title, total, body in schedules:
+        minutes = [int(n) for n in re.findall(r"\((\d+)\)", body)]
+        assert sum(minutes) == int(total), f"{title.strip()}: slots sum to {sum(minutes)} min, stated {total}"
+        assert "install" in body, f"{title.strip()}: leave a slot for installing"
