@@ -61,7 +61,7 @@ def test_ci_runs_the_readme_test_command():
 
 PUBLIC_MODULES = [
     "positional", "embeddings", "attention", "masks", "multihead", "normalization",
-    "feedforward", "encoder", "decoder", "models", "generation",
+    "feedforward", "encoder", "decoder", "models", "generation", "rotary", "llama",
 ]  # fmt: skip
 
 
@@ -86,9 +86,9 @@ def test_public_parts_document_their_lesson(name, member):
 
 
 def test_reference_code_has_no_legacy_names_or_fused_qkv():
-    for path in (ROOT / "course_lib").glob("*.py"):
-        if path.name in ("pretrained.py", "bench.py"):
-            continue  # the weight loader and the benchmark copy weights *from* fused layouts
+    for path in (ROOT / "course_lib").rglob("*.py"):
+        if "pretrained" in path.parts or path.name == "bench.py":
+            continue  # the weight loaders and the benchmark copy weights *from* fused layouts
         source = path.read_text()
         assert "c_attn" not in source, f"{path.name} uses GPT-2's fused c_attn"
         assert "in_proj_weight" not in source, f"{path.name} uses a fused QKV projection"
@@ -117,7 +117,8 @@ def test_shape_changing_lines_carry_a_shape_comment():
     """Every line in the contract modules that reshapes, transposes or multiplies matrices says the new shape."""
     shape_ops = re.compile(r"\. (view|reshape|transpose|permute|unsqueeze|squeeze) \(|\S @ ")  # not decorators
     missing = []
-    for module in ("attention", "multihead", "positional", "masks", "models", "generation", "embeddings"):
+    contract_modules = ("attention", "multihead", "positional", "masks", "models", "generation", "embeddings")
+    for module in (*contract_modules, "normalization", "feedforward", "rotary", "llama"):
         path = ROOT / "course_lib" / f"{module}.py"
         for number, (code, comment) in code_and_comments_by_line(path).items():
             if shape_ops.search(code) and not comment and not code.strip().startswith("return"):
