@@ -129,7 +129,7 @@ def lookup_scaled(token_ids, table):
 
 @correct("01.2")
 def one_hot_matmul(token_ids, table):
-    return F.one_hot(token_ids, table.shape[0]).float() @ table
+    return F.one_hot(token_ids, table.shape[0]).to(table.dtype) @ table
 
 
 @correct("01.2")
@@ -151,7 +151,22 @@ def one_hot_only(token_ids, table):
 
 @wrong("01.2", "num_classes=V")
 def one_hot_without_num_classes(token_ids, table):
-    return F.one_hot(token_ids).float() @ table
+    return F.one_hot(token_ids).to(table.dtype) @ table
+
+
+@wrong("01.2", ".float() gives float32 whatever the table is; convert with .to(table.dtype)")
+def one_hot_always_float32(token_ids, table):
+    return F.one_hot(token_ids, table.shape[0]).float() @ table
+
+
+@wrong("01.2", "F.one_hot gives int64 (long) vectors")
+def one_hot_left_as_int64(token_ids, table):
+    return F.one_hot(token_ids, num_classes=table.shape[0]) @ table
+
+
+@wrong("01.2", "the output is float32 but the table is float64")
+def one_hot_converts_the_table(token_ids, table):
+    return F.one_hot(token_ids, table.shape[0]).float() @ table.float()
 
 
 @wrong("01.2", "scaled by sqrt(d)")
@@ -171,8 +186,20 @@ def one_hot_flattened(token_ids, table):
 
 @correct("01.3")
 def cosine_normalise_then_matmul(x):
-    unit = x / x.norm(dim=-1, keepdim=True)
+    unit = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     return unit @ unit.T
+
+
+@correct("01.3")
+def cosine_eps_added_to_the_norm(x):
+    unit = x / (x.norm(dim=-1, keepdim=True) + 1e-8)
+    return unit @ unit.T
+
+
+@correct("01.3")
+def cosine_nan_to_num(x):
+    norms = x.norm(dim=-1, keepdim=True)
+    return torch.nan_to_num((x @ x.T) / (norms * norms.T), nan=0.0)
 
 
 @correct("01.3")
@@ -186,8 +213,35 @@ def cosine_in_a_loop(x):
     out = torch.empty(N, N, dtype=x.dtype)
     for i in range(N):
         for j in range(N):
+            out[i, j] = torch.dot(x[i], x[j]) / (max(x[i].norm(), 1e-8) * max(x[j].norm(), 1e-8))
+    return out
+
+
+@wrong("01.3", "0/0 = NaN")
+def cosine_without_a_zero_row_guard(x):
+    unit = x / x.norm(dim=-1, keepdim=True)
+    return unit @ unit.T
+
+
+@wrong("01.3", "0/0 = NaN")
+def cosine_loop_without_a_guard(x):
+    N = x.shape[0]
+    out = torch.empty(N, N, dtype=x.dtype)
+    for i in range(N):
+        for j in range(N):
             out[i, j] = torch.dot(x[i], x[j]) / (x[i].norm() * x[j].norm())
     return out
+
+
+@wrong("01.3", "a zero row must have similarity 0 with every row")
+def cosine_nan_replaced_by_one(x):
+    norms = x.norm(dim=-1, keepdim=True)
+    return torch.nan_to_num((x @ x.T) / (norms * norms.T), nan=1.0)
+
+
+@wrong("01.3", "itself included")
+def cosine_diagonal_forced_to_one(x):
+    return F.cosine_similarity(x.unsqueeze(1), x.unsqueeze(0), dim=-1).fill_diagonal_(1.0)
 
 
 @wrong("01.3", "plain dot products")
@@ -417,6 +471,16 @@ def scores_with_k_dot_T(q, k):
         return q @ k.T / math.sqrt(q.shape[-1])
 
 
+@wrong("03.1", "square root of a sequence length")
+def scores_scaled_by_number_of_keys(q, k):
+    return q @ k.transpose(-2, -1) / math.sqrt(k.shape[-2])
+
+
+@wrong("03.1", "square root of a sequence length")
+def scores_scaled_by_number_of_queries(q, k):
+    return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-2])
+
+
 @wrong("03.1", "swapped q and k")
 def scores_swapped(q, k):
     return k @ q.transpose(-2, -1) / math.sqrt(q.shape[-1])
@@ -472,9 +536,38 @@ def attention_where_and_renormalise(q, k, v, mask=None):
     return weights @ v, weights
 
 
+@correct("03.2")
+def attention_mask_part_not_written_yet(q, k, v, mask=None):
+    """The mask part is optional until lesson 04: its stub still raises."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        raise NotImplementedError("Exercise 03.2: not implemented yet (write your code here)")
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+
+
+def test_attention_without_the_optional_mask_part_says_so(capsys):
+    checks.check_scaled_dot_product_attention(attention_mask_part_not_written_yet)
+    printed = capsys.readouterr().out
+    assert printed.startswith("✓ 03.2 scaled_dot_product_attention: correct on the 2 cases without a mask")
+    assert "optional until lesson 04, is still to do" in printed
+
+
 @wrong("03.2", "softmax over the wrong dimension")
 def attention_softmax_over_queries(q, k, v, mask=None):
     return _attention(q, k, v, mask, dim=-2)
+
+
+@wrong("03.2", "softmax over the wrong dimension")
+def attention_wrong_dimension_and_mask_stub(q, k, v, mask=None):
+    if mask is not None:
+        raise NotImplementedError("Exercise 03.2: not implemented yet (write your code here)")
+    return _attention(q, k, v, None, dim=-2)
+
+
+@wrong("03.2", "square root of a sequence length")
+def attention_scaled_by_number_of_keys(q, k, v, mask=None):
+    return _attention(q, k, v, mask, divisor=lambda q, v: math.sqrt(v.shape[-2]))
 
 
 @wrong("03.2", "no scaling")
@@ -589,6 +682,18 @@ def saturation_keys_first(d):
     q, k = _saturation_draws(d, keys_first=True)
     scores = k @ q
     return torch.softmax(scores, dim=-1).max().item(), torch.softmax(scores / math.sqrt(d), dim=-1).max().item()
+
+
+@wrong("03.3", "not a list")
+def saturation_returns_a_list(d):
+    return list(saturation_vectorised(d))
+
+
+@wrong("03.3", "convert it with .item()")
+def saturation_returns_one_element_tensors(d):
+    q, k = _saturation_draws(d)
+    scores = k @ q
+    return torch.softmax(scores, dim=-1).max(), torch.softmax(scores / math.sqrt(d), dim=-1).max()
 
 
 @wrong("03.3", "must be one number")
@@ -842,7 +947,8 @@ def merge_keeps_heads(x):
 
 
 class MHAViewTranspose(nn.Module):
-    """Correct: projections, view/transpose into heads, the course's attention, merge, output projection."""
+    """Correct: projections, view/transpose into heads, the course's attention, merge, output projection;
+    nn.Dropout on the weights in training mode."""
 
     def __init__(self, d_model, n_heads, dropout=0.0, bias=True):
         super().__init__()
@@ -851,6 +957,7 @@ class MHAViewTranspose(nn.Module):
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
         self.attention_weights = None
 
     def split(self, x):
@@ -862,7 +969,8 @@ class MHAViewTranspose(nn.Module):
         return x.transpose(1, 2).reshape(B, T, -1)
 
     def attend(self, q, k, v, mask):
-        return scaled_dot_product_attention(q, k, v, mask)
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.dropout(weights) @ v, weights
 
     def forward(self, query, key, value, mask=None):
         q, k, v = self.split(self.w_q(query)), self.split(self.w_k(key)), self.split(self.w_v(value))
@@ -872,11 +980,12 @@ class MHAViewTranspose(nn.Module):
 
 
 class MHAHeadLoop(nn.Module):
-    """Correct: one head at a time with einsum and an additive mask, weights stacked afterwards."""
+    """Correct: one head at a time with einsum and an additive mask, weights stacked afterwards; F.dropout
+    per head (so a different random draw from nn.Dropout on all the weights at once)."""
 
     def __init__(self, d_model, n_heads, dropout=0.0, bias=True):
         super().__init__()
-        self.n_heads = n_heads
+        self.n_heads, self.p = n_heads, dropout
         self.w_q, self.w_k = nn.Linear(d_model, d_model, bias=bias), nn.Linear(d_model, d_model, bias=bias)
         self.w_v, self.w_o = nn.Linear(d_model, d_model, bias=bias), nn.Linear(d_model, d_model, bias=bias)
         self.attention_weights = None
@@ -892,7 +1001,7 @@ class MHAHeadLoop(nn.Module):
                 head_mask = mask.expand(query.shape[0], self.n_heads, scores.shape[1], scores.shape[2])[:, h]
                 scores = scores + torch.zeros_like(scores).masked_fill(~head_mask, float("-inf"))
             weights = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
-            outputs.append(weights @ v[..., part])
+            outputs.append(F.dropout(weights, self.p, self.training) @ v[..., part])
             all_weights.append(weights)
         self.attention_weights = torch.stack(all_weights, dim=1)
         return self.w_o(torch.cat(outputs, dim=-1))
@@ -932,6 +1041,63 @@ class MHANoTranspose(MHAViewTranspose):
 class MHAScaledByDModel(MHAViewTranspose):
     def attend(self, q, k, v, mask):
         return scaled_dot_product_attention(q / math.sqrt(self.n_heads), k, v, mask)
+
+
+@wrong("05.3", "scaled twice")
+class MHAScaledTwice(MHAViewTranspose):
+    def attend(self, q, k, v, mask):
+        return scaled_dot_product_attention(q / math.sqrt(self.d_head), k, v, mask)
+
+
+@wrong("05.3", "inverted mask")
+class MHAInvertedMask(MHAViewTranspose):
+    def attend(self, q, k, v, mask):
+        return scaled_dot_product_attention(q, k, v, None if mask is None else ~mask)
+
+
+@wrong("05.3", "inverted mask")
+class MHAOwnAttentionBlocksWhereTrue(MHAViewTranspose):
+    def attend(self, q, k, v, mask):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return self.dropout(weights) @ v, weights
+
+
+@wrong("05.3", "no dropout on the attention weights")
+class MHAWithoutDropout(MHAViewTranspose):
+    def attend(self, q, k, v, mask):
+        return scaled_dot_product_attention(q, k, v, mask)
+
+
+@wrong("05.3", "dropout was applied to the layer's output")
+class MHADropoutOnTheOutput(MHAWithoutDropout):
+    def forward(self, query, key, value, mask=None):
+        return self.dropout(super().forward(query, key, value, mask))
+
+
+@wrong("05.3", "dropout was applied to the merged heads")
+class MHADropoutOnTheMergedHeads(MHAWithoutDropout):
+    def merge(self, x):
+        return self.dropout(super().merge(x))
+
+
+@wrong("05.3", "dropout must do nothing in eval mode")
+class MHADropoutAlsoInEval(MHAViewTranspose):
+    def attend(self, q, k, v, mask):
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return F.dropout(weights, self.dropout.p, training=True) @ v, weights
+
+
+@wrong("05.3", "not rescaled")
+class MHADropoutWithoutRescaling(MHAViewTranspose):
+    def attend(self, q, k, v, mask):
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        if self.training:
+            keep = torch.rand_like(weights) >= self.dropout.p
+            return (weights * keep) @ v, weights
+        return heads, weights
 
 
 @wrong("05.3", "computed from the query")
@@ -1012,6 +1178,16 @@ def mha_count_scalar_biases(d_model, bias=True):
     return 4 * d_model * d_model + (4 if bias else 0)
 
 
+@wrong("05.4", "return an int, not a float")
+def mha_count_as_a_float(d_model, bias=True):
+    return 4 * (d_model * d_model + (d_model if bias else 0)) / 1
+
+
+@wrong("05.4", "return a Python int")
+def mha_count_as_a_tensor(d_model, bias=True):
+    return sum(p.numel() for p in MultiHeadAttention(d_model, 1, bias=bias).parameters()) * torch.ones(())
+
+
 # ---------------------------------------------------------------------------------------------
 # 06.1 layer_norm
 # ---------------------------------------------------------------------------------------------
@@ -1068,6 +1244,18 @@ def layer_norm_without_affine(x, weight, bias, eps=1e-5):
     return (x - mean) / torch.sqrt(x.var(dim=-1, keepdim=True, unbiased=False) + eps)
 
 
+@wrong("06.1", "a global mean")
+def layer_norm_global_mean(x, weight, bias, eps=1e-5):
+    mean = x.mean()
+    variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+    return (x - mean) / torch.sqrt(variance + eps) * weight + bias
+
+
+@wrong("06.1", "a global mean")
+def layer_norm_global_statistics(x, weight, bias, eps=1e-5):
+    return (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + eps) * weight + bias
+
+
 @wrong("06.1", "ignores eps")
 def layer_norm_fixed_eps(x, weight, bias, eps=1e-5):
     return layer_norm_by_hand(x, weight, bias)
@@ -1079,33 +1267,53 @@ def layer_norm_fixed_eps(x, weight, bias, eps=1e-5):
 
 
 class FeedForwardFunctional(nn.Module):
-    """Correct: F.relu between the two layers."""
+    """Correct: the activation function chosen by name, nn.Dropout on the hidden activations."""
 
     def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
         super().__init__()
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.activation = F.relu if activation == "relu" else F.gelu
+        self.last_hidden = None
 
     def forward(self, x):
-        return self.linear2(self.dropout(F.relu(self.linear1(x))))
+        hidden = self.activation(self.linear1(x))
+        self.last_hidden = hidden
+        return self.linear2(self.dropout(hidden))
 
 
 class FeedForwardWithModules(nn.Module):
-    """Correct: activation as a module chosen by name, clamp-based ReLU, explicit matmuls."""
+    """Correct: activation as a module chosen by name, explicit matmuls, F.dropout with training=self.training."""
 
     def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
         super().__init__()
         self.linear1 = nn.Linear(d_model, d_ff)
         self.activation = {"relu": nn.ReLU(), "gelu": nn.GELU()}[activation]
         self.linear2 = nn.Linear(d_ff, d_model)
+        self.p = dropout
+        self.last_hidden = None
 
     def forward(self, x):
-        hidden = (x @ self.linear1.weight.T + self.linear1.bias).clamp_min(0.0)
+        hidden = self.activation(x @ self.linear1.weight.T + self.linear1.bias)
+        self.last_hidden = hidden.detach()
+        hidden = F.dropout(hidden, self.p, training=self.training)
         return torch.addmm(self.linear2.bias, hidden.flatten(0, 1), self.linear2.weight.T).view(x.shape)
 
 
-CORRECT += [("06.2", FeedForwardFunctional), ("06.2", FeedForwardWithModules)]
+class FeedForwardOwnDropoutMask(FeedForwardFunctional):
+    """Correct: dropout written by hand (another random draw than nn.Dropout's, in the right place)."""
+
+    def forward(self, x):
+        hidden = self.activation(self.linear1(x))
+        self.last_hidden = hidden
+        if self.training and self.dropout.p > 0:
+            keep = torch.rand(hidden.shape, dtype=hidden.dtype).flip(-1) >= self.dropout.p
+            hidden = hidden * keep / (1 - self.dropout.p)
+        return self.linear2(hidden)
+
+
+CORRECT += [("06.2", FeedForwardFunctional), ("06.2", FeedForwardWithModules), ("06.2", FeedForwardOwnDropoutMask)]
 
 
 @wrong("06.2", "no activation between the layers")
@@ -1140,6 +1348,69 @@ class FeedForwardSequential(nn.Module):
 class FeedForwardGelu(FeedForwardFunctional):
     def forward(self, x):
         return self.linear2(F.gelu(self.linear1(x)))
+
+
+@wrong("06.2", "the activation argument is ignored")
+class FeedForwardAlwaysRelu(FeedForwardFunctional):
+    def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+        super().__init__(d_model, d_ff, "relu", dropout)
+
+
+@wrong("06.2", "the tanh approximation of GELU")
+class FeedForwardTanhGelu(FeedForwardFunctional):
+    def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+        super().__init__(d_model, d_ff, activation, dropout)
+        if activation == "gelu":
+            self.activation = nn.GELU(approximate="tanh")
+
+
+@wrong("06.2", ".last_hidden not kept")
+class FeedForwardWithoutLastHidden(FeedForwardFunctional):
+    def forward(self, x):
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+@wrong("06.2", "last_hidden is taken before the activation")
+class FeedForwardLastHiddenBeforeActivation(FeedForwardFunctional):
+    def forward(self, x):
+        pre_activation = self.linear1(x)
+        self.last_hidden = pre_activation
+        return self.linear2(self.dropout(self.activation(pre_activation)))
+
+
+@wrong("06.2", "no dropout: create self.dropout")
+class FeedForwardWithoutDropout(FeedForwardFunctional):
+    def forward(self, x):
+        self.last_hidden = self.activation(self.linear1(x))
+        return self.linear2(self.last_hidden)
+
+
+@wrong("06.2", "dropout on the input x")
+class FeedForwardDropoutOnTheInput(FeedForwardFunctional):
+    def forward(self, x):
+        self.last_hidden = self.activation(self.linear1(x))
+        return self.linear2(self.activation(self.linear1(self.dropout(x))))
+
+
+@wrong("06.2", "dropout before the activation")
+class FeedForwardDropoutBeforeTheActivation(FeedForwardFunctional):
+    def forward(self, x):
+        self.last_hidden = self.activation(self.linear1(x))
+        return self.linear2(self.activation(self.dropout(self.linear1(x))))
+
+
+@wrong("06.2", "dropout was applied to the output")
+class FeedForwardDropoutOnTheOutput(FeedForwardFunctional):
+    def forward(self, x):
+        self.last_hidden = self.activation(self.linear1(x))
+        return self.dropout(self.linear2(self.last_hidden))
+
+
+@wrong("06.2", "dropout must do nothing in eval mode")
+class FeedForwardDropoutAlsoInEval(FeedForwardFunctional):
+    def forward(self, x):
+        self.last_hidden = self.activation(self.linear1(x))
+        return self.linear2(F.dropout(self.last_hidden, self.dropout.p, training=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1177,6 +1448,13 @@ def residual_adds_normalised(x, sublayer, norm, norm_first):
         h = norm(x)
         return h + sublayer(h)
     return norm(x + sublayer(x))
+
+
+@wrong("06.3", "on the sublayer's branch")
+def residual_norm_on_the_branch(x, sublayer, norm, norm_first):
+    if norm_first:
+        return x + sublayer(norm(x))
+    return x + norm(sublayer(x))
 
 
 @wrong("06.3", "normalised twice")
@@ -1261,6 +1539,15 @@ class EncoderLayerSwappedNorms(EncoderLayerComposed):
             self.norm1, self.norm2 = self.norm2, self.norm1
 
 
+@wrong("07.1", "on the sublayer's branch")
+class EncoderLayerNormOnTheBranch(EncoderLayerComposed):
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            return super().forward(x, mask)
+        x = x + self.norm1(self.self_attn(x, x, x, mask))
+        return x + self.norm2(self.ff(x))
+
+
 @wrong("07.1", "missing attributes: self_attn")
 class EncoderLayerOtherNames(EncoderLayerComposed):
     def __init__(self, d_model, n_heads, d_ff, dropout=0.0, activation="relu", norm_first=False):
@@ -1294,6 +1581,11 @@ def encoder_count_from_pytorch_layer(d_model, d_ff):
 @wrong("07.2", "forgot the layer norms' parameters")
 def encoder_count_without_norms(d_model, d_ff):
     return encoder_count_formula(d_model, d_ff) - 4 * d_model
+
+
+@wrong("07.2", "forgot the attention's biases")
+def encoder_count_without_attention_biases(d_model, d_ff):
+    return 4 * d_model * d_model + (2 * d_model * d_ff + d_ff + d_model) + 4 * d_model
 
 
 @wrong("07.2", "forgot the output projection w_o")
@@ -1427,6 +1719,56 @@ class DecoderLayerCrossToItself(DecoderLayerComposed):
         x = self.norm1(x + self.self_attn(x, x, x, self_mask))
         x = self.norm2(x + self.cross_attn(x, x, x, self_mask))
         return self.norm3(x + self.ff(x))
+
+
+@wrong("08.1", "cross-attention must attend to the encoder output")
+class DecoderLayerCrossKeysFromX(DecoderLayerComposed):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = self.norm1(x + self.self_attn(x, x, x, self_mask))
+        x = self.norm2(x + self.cross_attn(x, x, memory, memory_mask))
+        return self.norm3(x + self.ff(x))
+
+
+@wrong("08.1", "the queries come from the decoder (x)")
+class DecoderLayerCrossQueriesFromMemory(DecoderLayerComposed):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = self.norm1(x + self.self_attn(x, x, x, self_mask))
+        x = self.norm2(x + self.cross_attn(memory, x, x, None))
+        return self.norm3(x + self.ff(x))
+
+
+@wrong("08.1", "the cross-attention's queries come from memory")
+class DecoderLayerCrossOnMemoryOnly(DecoderLayerComposed):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = self.norm1(x + self.self_attn(x, x, x, self_mask))
+        x = self.norm2(x + self.cross_attn(memory, memory, memory, memory_mask))
+        return self.norm3(x + self.ff(x))
+
+
+@wrong("08.1", "the cross-attention got self_mask")
+class DecoderLayerCrossGetsTheSelfMask(DecoderLayerComposed):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = self.norm1(x + self.self_attn(x, x, x, self_mask))
+        x = self.norm2(x + self.cross_attn(x, memory, memory, self_mask))
+        return self.norm3(x + self.ff(x))
+
+
+@wrong("08.1", "the self-attention attends to memory")
+class DecoderLayerSelfAttentionOnMemory(DecoderLayerComposed):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = self.norm1(x + self.self_attn(x, memory, memory, memory_mask))
+        x = self.norm2(x + self.cross_attn(x, memory, memory, memory_mask))
+        return self.norm3(x + self.ff(x))
+
+
+@wrong("08.1", "on the sublayer's branch")
+class DecoderLayerNormOnTheBranch(DecoderLayerComposed):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        if self.norm_first:
+            return super().forward(x, memory, self_mask, memory_mask)
+        x = x + self.norm1(self.self_attn(x, x, x, self_mask))
+        x = x + self.norm2(self.cross_attn(x, memory, memory, memory_mask))
+        return x + self.norm3(self.ff(x))
 
 
 @wrong("08.1", "the self_mask was ignored")
@@ -1572,12 +1914,16 @@ def _keep_top_p(probs, top_p, keep_crossing=True):
 
 
 def _probs(logits, temperature=1.0, top_k=None, top_p=None, *, k_offset=0, keep_crossing=True, renormalise=True,
-           multiply=False):  # fmt: skip
+           multiply=False, greedy=True, p_first=False):  # fmt: skip
+    if temperature == 0 and greedy:
+        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
     scaled = logits * temperature if multiply else logits / temperature
     keep = torch.ones_like(scaled, dtype=torch.bool)
+    if top_p is not None and p_first:
+        keep &= _keep_top_p(torch.softmax(scaled, dim=-1), top_p, keep_crossing)
     if top_k is not None:
         keep &= scaled >= scaled.topk(top_k + k_offset, dim=-1).values[..., -1:]
-    if top_p is not None:
+    if top_p is not None and not p_first:
         keep &= _keep_top_p(torch.softmax(scaled.masked_fill(~keep, float("-inf")), dim=-1), top_p, keep_crossing)
     if renormalise:
         return torch.softmax(scaled.masked_fill(~keep, float("-inf")), dim=-1)
@@ -1591,6 +1937,8 @@ def probs_vectorised(logits, temperature=1.0, top_k=None, top_p=None):
 
 @correct("09.1")
 def probs_row_by_row(logits, temperature=1.0, top_k=None, top_p=None):
+    if temperature == 0:
+        top_k, top_p, temperature = 1, None, 1.0  # greedy: only the most likely token
     rows = logits.reshape(-1, logits.shape[-1]) / temperature
     out = torch.zeros_like(rows)
     for r, row in enumerate(rows):
@@ -1632,6 +1980,28 @@ def probs_not_renormalised(logits, temperature=1.0, top_k=None, top_p=None):
 @wrong("09.1", "softmax over the wrong dimension")
 def probs_softmax_dim0(logits, temperature=1.0, top_k=None, top_p=None):
     return torch.softmax(logits / temperature, dim=0)
+
+
+@wrong("09.1", "temperature=0 means greedy")
+def probs_temperature_zero_gives_nan(logits, temperature=1.0, top_k=None, top_p=None):
+    return _probs(logits, temperature, top_k, top_p, greedy=False)
+
+
+@wrong("09.1", "temperature=0 means greedy")
+def probs_temperature_as_python_division(logits, temperature=1.0, top_k=None, top_p=None):
+    return _probs(logits * (1 / temperature), 1.0, top_k, top_p)
+
+
+@wrong("09.1", "returned the ids of the largest logits")
+def probs_greedy_returns_ids(logits, temperature=1.0, top_k=None, top_p=None):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    return _probs(logits, temperature, top_k, top_p)
+
+
+@wrong("09.1", "top-p was applied before top-k")
+def probs_top_p_before_top_k(logits, temperature=1.0, top_k=None, top_p=None):
+    return _probs(logits, temperature, top_k, top_p, p_first=True)
 
 
 @wrong("09.1", "ignores top_k")
@@ -1687,6 +2057,19 @@ def greedy_without_bos(model, src_ids, bos_id, eos_id, max_len):
 @wrong("09.2", "did not stop at eos")
 def greedy_never_stops(model, src_ids, bos_id, eos_id, max_len):
     return greedy_full_forward(model, src_ids, bos_id, -1, max_len)
+
+
+@wrong("09.2", "not keep generating")
+def greedy_does_not_pad_finished_rows(model, src_ids, bos_id, eos_id, max_len):
+    ids = torch.full((src_ids.shape[0], 1), bos_id, dtype=torch.long)
+    done = torch.zeros(src_ids.shape[0], dtype=torch.bool)
+    for _ in range(max_len):
+        next_ids = model(src_ids, ids)[:, -1].argmax(dim=-1)
+        ids = torch.cat([ids, next_ids[:, None]], dim=1)
+        done = done | (next_ids == eos_id)
+        if done.all():
+            break
+    return ids
 
 
 @wrong("09.2", "not with eos_id")
@@ -1832,8 +2215,12 @@ def test_every_checker_has_three_wrong_and_two_correct_implementations(exercise_
 
 
 def test_every_public_checker_is_covered():
+    """Every checker of lessons 01-09 is tested here (later lessons have their own test files)."""
+    lessons = {f"course_lib.checks.lesson{number:02d}" for number in range(1, 10)}
     public = {name for name in checks.__all__ if name.startswith("check_")}
-    assert public == {checker.__name__ for checker in CHECKERS.values()}
+    assert {name for name in public if getattr(checks, name).__module__ in lessons} == {
+        checker.__name__ for checker in CHECKERS.values()
+    }
 
 
 def test_checkfailed_is_an_assertion_error():
@@ -1864,3 +2251,55 @@ def test_success_line_is_deterministic(capsys):
     first = capsys.readouterr().out
     checks.check_next_token_probs(probs_vectorised)
     assert capsys.readouterr().out == first
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming the mistake when several give the learner's result
+# ---------------------------------------------------------------------------------------------
+
+
+def _toy_checker(cases):
+    """A checker of ``3 * x`` whose two known mistakes give the same result on the first case [2, 2]."""
+    from course_lib.checks._machinery import _checker, _compare
+
+    @_checker("99.1", "toy")
+    def check_toy(ex, function):
+        for x in cases:
+            variants = [("doubled x", x * 2), ("added the first entry", x + x[0])]
+            _compare(ex, function(x), x * 3, case=str(x.tolist()), variants=variants)
+        return "correct"
+
+    return check_toy
+
+
+def test_the_later_cases_name_which_of_two_matching_mistakes_it_is(capsys):
+    check_toy = _toy_checker([torch.tensor([2.0, 2.0]), torch.tensor([3.0, 5.0]), torch.tensor([1.0, 1.0])])
+    with pytest.raises(CheckFailed) as failure:
+        check_toy(lambda x: x + x[0])  # on [2, 2] this is also what "doubled x" gives
+    message = str(failure.value)
+    assert message.startswith("99.1 toy: the output is not right (case: [2.0, 2.0]).")  # the first failing case
+    assert message.endswith("Hint: added the first entry")
+    with pytest.raises(CheckFailed, match=r"Hint: doubled x$"):
+        check_toy(lambda x: 2 * x)
+    assert capsys.readouterr().out == ""
+
+
+def test_mistakes_no_case_can_tell_apart_are_all_named():
+    check_toy = _toy_checker([torch.tensor([2.0, 2.0]), torch.tensor([4.0, 4.0])])
+    with pytest.raises(CheckFailed) as failure:
+        check_toy(lambda x: 2 * x)
+    message = str(failure.value)
+    assert "(1) doubled x; (2) added the first entry" in message
+
+
+def test_an_error_after_an_ambiguous_case_reports_that_case():
+    check_toy = _toy_checker([torch.tensor([2.0, 2.0]), torch.tensor([4.0, 1.0])])
+
+    def doubled_then_crashes(x):
+        if x[1] == 1.0:
+            raise RuntimeError("boom")
+        return 2 * x
+
+    with pytest.raises(CheckFailed) as failure:
+        check_toy(doubled_then_crashes)
+    assert "(case: [2.0, 2.0])" in str(failure.value) and "doubled x" in str(failure.value)

@@ -40,7 +40,9 @@ def check_double(double):
 def check_mean(mean):
     if mean([1, 2, 3, 6]) != 3:
         raise CheckFailed(
-            f"01.2: mean([1, 2, 3, 6]) gave {mean([1, 2, 3, 6])!r}, expected 3: divide the sum by the count\\nHint: divide by len(xs)"
+            f"01.2: mean([1, 2, 3, 6]) gave {mean([1, 2, 3, 6])!r}, expected 3: divide the sum by the count "
+            "(case: four numbers whose sum, 12, divided by their count, 4, gives 3, while dividing by the count "
+            "minus one gives 4)\\nHint: divide by len(xs)"
         )
     print("✓ 01.2 mean: correct")
 
@@ -137,6 +139,12 @@ def write_student(class_dir: Path, name: str, nb: nbformat.NotebookNode | None =
 
 CORRECT = {exercise: solution for exercise, (_, solution, _) in EXERCISES.items()}
 WRONG_MEAN = "def mean(xs):\n    return sum(xs) / (len(xs) - 1)"
+# Right, but it prints a debug line and triggers a harmless warning in the check cell: only the checker decides.
+NOISY_DOUBLE = (
+    "import warnings\n\n\ndef double(x):\n    print('debug: x =', x)\n"
+    "    warnings.warn('a harmless warning')\n    return 2 * x"
+)
+LONG_MESSAGE_TAIL = "while dividing by the count minus one gives 4)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,7 +152,7 @@ WRONG_MEAN = "def mean(xs):\n    return sum(xs) / (len(xs) - 1)"
 # ----------------------------------------------------------------------------------------------
 
 
-def test_build_exercises_makes_stubs_and_keeps_check_outputs(course):
+def test_build_exercises_makes_stubs_and_empties_the_check_cells(course):
     nb = ex.read_notebook(course / "exercises" / NOTEBOOK)
     text = (course / "exercises" / NOTEBOOK).read_text(encoding="utf-8")
     assert "BEGIN SOLUTION" not in text and "return 2 * x" not in text
@@ -152,7 +160,13 @@ def test_build_exercises_makes_stubs_and_keeps_check_outputs(course):
     assert len(stubs) == 3
     assert stubs[0].startswith("def double(x):\n")  # the signature stays for the learner
     assert '    raise NotImplementedError("Exercise 01.1: ' in stubs[0]  # indented like the solution
-    assert ex.expected_check_outputs(nb) == SUCCESS  # check cells keep the solved run's output
+    # No "✓ correct" before the learner has written a line: check cells have no output and no execution
+    # count, so nbval only requires that they do not raise.
+    checks = [cell for cell in nb.cells if ex.check_cell_exercise(cell)]
+    assert len(checks) == 3 and all(not cell.outputs and cell.execution_count is None for cell in checks)
+    assert ex.expected_check_outputs(nb) == {exercise: "" for exercise in SUCCESS}
+    solved = ex.read_notebook(course / "solutions" / NOTEBOOK)
+    assert ex.expected_check_outputs(solved) == SUCCESS  # the solutions keep the solved run's output
     assert [cell["id"] for cell in nb.cells] == [f"cell-{i:02d}" for i in range(len(nb.cells))]
 
 
@@ -221,7 +235,7 @@ def test_reset_backs_up_and_restores(course, capsys):
 
 def test_check_reports_each_exercise_and_agrees_with_nbval(course, tmp_path, capsys):
     learner = write_student(
-        tmp_path / "learner", "me", student_notebook(course, {"01.1": CORRECT["01.1"], "01.2": WRONG_MEAN})
+        tmp_path / "learner", "me", student_notebook(course, {"01.1": NOISY_DOUBLE, "01.2": WRONG_MEAN})
     )
     code = main(["--solutions", str(course / "solutions"), "check", "--dir", str(learner)])
     out = capsys.readouterr().out
@@ -230,6 +244,7 @@ def test_check_reports_each_exercise_and_agrees_with_nbval(course, tmp_path, cap
     assert rows["01.1"].split()[1] == "passed"
     assert rows["01.2"].split()[1] == "FAILED"
     assert "mean([1, 2, 3, 6]) gave 4.0, expected 3: divide the sum by the count" in rows["01.2"]
+    assert rows["01.2"].rstrip().endswith(LONG_MESSAGE_TAIL)  # the whole message, the failing case included
     assert "\n" + " " * 18 + "Hint: divide by len(xs)\n" in out  # the checker's hint line, under its row
     assert rows["01.3"].split()[1] == "FAILED" and "not implemented yet" in rows["01.3"]
     assert "1/3 exercises pass" in out
@@ -270,6 +285,11 @@ def test_grade_a_class_with_broken_input(course, tmp_path, capsys):
     endless = "while True:\n    pass\n" + CORRECT["01.2"]
     write_student(class_dir, "erin", student_notebook(course, {**CORRECT, "01.2": endless}))
     write_student(class_dir, "frank", student_notebook(course, CORRECT, drop_check="01.2"))
+    gina = student_notebook(course, {**CORRECT, "01.1": NOISY_DOUBLE})
+    for cell in gina.cells:
+        if ex.check_cell_exercise(cell) == "01.3":
+            cell.source = "# Check exercise 01.3\nprint('all good')"  # the check call removed
+    write_student(class_dir, "gina", gina)
     prefix = tmp_path / "out" / "grades"
 
     code = main(
@@ -286,20 +306,26 @@ def test_grade_a_class_with_broken_input(course, tmp_path, capsys):
         ["dave", "fail", "fail", "fail", "0"],
         ["erin", "pass", "fail", "fail", "1"],
         ["frank", "pass", "fail", "pass", "2"],
+        ["gina", "pass", "pass", "fail", "2"],
     ]
     markdown = Path(f"{prefix}.md").read_text(encoding="utf-8")
     assert "| student | 01.1 | 01.2 | 01.3 | total |" in markdown
     assert "| alice | pass | pass | pass | 3/3 |" in markdown
     assert "| frank | pass | fail | pass | 2/3 |" in markdown
     notes = {line for line in markdown.splitlines() if line.startswith("- ")}
-    assert "- bob, 01.2: 01.2: mean([1, 2, 3, 6]) gave 4.0, expected 3: divide the sum by the count" in notes
+    assert any(
+        line.startswith("- bob, 01.2: 01.2: mean([1, 2, 3, 6]) gave 4.0, expected 3: divide the sum by the count")
+        and line.endswith(LONG_MESSAGE_TAIL)
+        for line in notes
+    )
     assert "- bob, 01.3: not implemented yet (Exercise 01.3: not implemented yet (write your code here))" in notes
     assert "- carol, 01.1: notebook missing: 01_tiny.ipynb" in notes
     assert any(line.startswith("- dave, 01.1: not a notebook (invalid JSON): 01_tiny.ipynb") for line in notes)
     assert any(line.startswith("- erin, 01.2: timed out after 10 s") for line in notes)
     assert "- frank, 01.2: check cell missing" in notes
+    assert any(line.startswith("- gina, 01.3: the check cell ran but its checker did not print") for line in notes)
     details = list(csv.DictReader(io.StringIO(Path(f"{prefix}_details.csv").read_text(encoding="utf-8"))))
-    assert len(details) == 6 * 3
+    assert len(details) == 7 * 3
     assert {row["reason"] for row in details if row["student"] == "alice"} == {""}
 
 

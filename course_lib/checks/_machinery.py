@@ -1,11 +1,20 @@
 """What every checker shares: the exercise record, calling the learner's code safely, comparing
 with the reference, and naming the mistake.
+
+Naming the mistake: a checker lists, per case, what common wrong versions would return. When the
+learner's result equals exactly one of them, the hint names that mistake. When it equals several
+(two mistakes can give the same result on a case), the checker does not pick the first listed:
+it keeps every candidate, runs the remaining cases, drops each candidate whose result differs from
+the learner's on some case, and names the one left (or, if the cases cannot tell them apart, all of
+them).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import numbers
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -30,13 +39,24 @@ class CheckFailed(AssertionError):
 # ---------------------------------------------------------------------------------------------
 
 
+class _Pending:
+    """A failure whose result matched several known mistakes: the later cases decide which one it was."""
+
+    def __init__(self, message_start: str, candidates: list[str]):
+        self.message_start = message_start
+        self.candidates = candidates
+
+
 class _Exercise:
-    """One exercise being checked: its id and name, and the seeded random numbers of its cases."""
+    """One exercise being checked: its id and name, the seeded random numbers of its cases, and what
+    the learner's results so far say about the known mistakes."""
 
     def __init__(self, exercise_id: str, name: str):
         self.id = exercise_id
         self.name = name
         self.generator = torch.Generator().manual_seed(SEED)
+        self.ruled_out: set[str] = set()  # hints of mistakes whose result differed from the learner's on a case
+        self.pending: _Pending | None = None
 
     def randn(self, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=self.generator, dtype=dtype) * scale
@@ -44,10 +64,61 @@ class _Exercise:
     def randint(self, low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randint(low, high, shape, generator=self.generator)
 
-    def fail(self, problem: str, hint: str, case: str | None = None):
-        __tracebackhide__ = True
+    def _start(self, problem: str, case: str | None) -> str:
         where = f" (case: {case})" if case else ""
-        raise CheckFailed(f"{self.id} {self.name}: {problem}{where}.\nHint: {hint}")
+        return f"{self.id} {self.name}: {problem}{where}."
+
+    def fail(self, problem: str, hint: str, case: str | None = None):
+        """Raise CheckFailed with the problem, the case and the hint (an earlier pending failure comes first)."""
+        __tracebackhide__ = True
+        self.raise_pending()
+        raise CheckFailed(f"{self._start(problem, case)}\nHint: {hint}")
+
+    def _narrowed(self) -> list[str]:
+        candidates = self.pending.candidates
+        return [hint for hint in candidates if hint not in self.ruled_out]
+
+    def pending_error(self) -> CheckFailed | None:
+        """The pending failure, naming the candidate mistakes the later cases did not rule out (None if none)."""
+        if self.pending is None:
+            return None
+        narrowed = self._narrowed() or self.pending.candidates
+        if len(narrowed) == 1:
+            hint = narrowed[0]
+        else:
+            listed = "; ".join(f"({number}) {hint}" for number, hint in enumerate(narrowed, start=1))
+            hint = f"your result is exactly what each of these mistakes gives, so look for one of them: {listed}"
+        return CheckFailed(f"{self.pending.message_start}\nHint: {hint}")
+
+    def raise_pending(self) -> None:
+        """If a failing case matched several mistakes, fail now, naming those the later cases did not rule out."""
+        __tracebackhide__ = True
+        error = self.pending_error()
+        if error is not None:
+            raise error
+
+    def note_results(self, consistent: dict[str, bool]) -> None:
+        """Record, for each known mistake on this case, whether it gives the learner's result."""
+        __tracebackhide__ = True
+        self.ruled_out.update(hint for hint, same in consistent.items() if not same)
+        if self.pending is not None and len(self._narrowed()) <= 1:
+            self.raise_pending()
+
+    def name_mistake(self, problem: str, candidates: list[str], case: str | None) -> bool:
+        """Fail naming the mistake among ``candidates`` (the hints of the mistakes that give the learner's
+        wrong result on this case, in the listed order). Returns False when there is no candidate; True
+        when several remain and the later cases must decide (the failure is then pending)."""
+        __tracebackhide__ = True
+        if not candidates:
+            return False
+        if self.pending is not None:
+            self.note_results({})  # fails now if this case has narrowed the pending candidates down to one
+            return True
+        narrowed = [hint for hint in candidates if hint not in self.ruled_out] or candidates
+        if len(narrowed) == 1:
+            raise CheckFailed(f"{self._start(problem, case)}\nHint: {narrowed[0]}")
+        self.pending = _Pending(self._start(problem, case), narrowed)
+        return True
 
 
 @contextmanager
@@ -79,8 +150,19 @@ def _checker(exercise_id: str, name: str, kind: str = "function"):
                 with torch.random.fork_rng(devices=[]), torch.no_grad():
                     torch.manual_seed(SEED)
                     summary = check(ex, learner_object)
+                    ex.raise_pending()
+            except CheckFailed:
+                raise
             except NotImplementedError:
+                pending = ex.pending_error()
+                if pending is not None:
+                    raise pending from None
                 raise CheckFailed(f"{exercise_id} {name}: not implemented yet.\nHint: {NOT_IMPLEMENTED_HINT}") from None
+            except Exception:
+                pending = ex.pending_error()  # a result that already failed can trip the checker's later steps
+                if pending is not None:
+                    raise pending from None
+                raise
             finally:
                 torch.set_default_dtype(previous_dtype)
                 torch.set_num_threads(previous_threads)
@@ -133,10 +215,23 @@ def _unchanged(before, after) -> bool:
     return before == after
 
 
+ErrorHint = str | Callable[[Exception], str]
+
+
 def _call(
-    ex: _Exercise, func, *args, case: str, default_dtype: torch.dtype | None = None, error_hint: str = "", **kwargs
+    ex: _Exercise,
+    func,
+    *args,
+    case: str,
+    default_dtype: torch.dtype | None = None,
+    error_hint: ErrorHint = "",
+    **kwargs,
 ):
-    """Call the learner's code; turn its errors (and changes to its inputs) into a CheckFailed with a hint."""
+    """Call the learner's code; turn its errors (and changes to its inputs) into a CheckFailed with a hint.
+
+    ``error_hint`` is the hint for an error the learner's code raises, or a function of that error
+    returning the hint (so the hint can depend on what went wrong).
+    """
     __tracebackhide__ = True
     snapshots = [_snapshot(arg) for arg in args]
     try:
@@ -145,7 +240,11 @@ def _call(
     except (NotImplementedError, CheckFailed):
         raise
     except Exception as error:
-        hint = error_hint or "read the error message, then " + GENERIC_HINT
+        pending = ex.pending_error()
+        if pending is not None:
+            raise pending from error
+        hint = error_hint(error) if callable(error_hint) else error_hint
+        hint = hint or "read the error message, then " + GENERIC_HINT
         raise CheckFailed(
             f"{ex.id} {ex.name}: your code raised {type(error).__name__}: {error} (case: {case}).\nHint: {hint}"
         ) from error
@@ -167,7 +266,7 @@ def _tolerance(*tensors: torch.Tensor) -> float:
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor, tol: float, equal_nan: bool = False) -> bool:
-    if got.shape != expected.shape:
+    if not isinstance(got, torch.Tensor) or not isinstance(expected, torch.Tensor) or got.shape != expected.shape:
         return False
     if not (got.is_floating_point() or expected.is_floating_point()):
         return torch.equal(got.long(), expected.long())
@@ -219,6 +318,38 @@ def _require_dtype(ex: _Exercise, got: torch.Tensor, expected: torch.Tensor, wha
         ex.fail(f"wrong dtype: got {_dtype_name(got.dtype)}, expected a float tensor", GENERIC_HINT, case)
 
 
+def _results_agree(got, variants, tol: float) -> dict[str, bool]:
+    """Per hint: does one of its mistakes give the learner's result on this case? (Mistakes that cannot
+    be computed here are left out.)"""
+    agree: dict[str, bool] = {}
+    for hint, wrong in variants:
+        if isinstance(wrong, torch.Tensor):
+            agree[hint] = agree.get(hint, False) or _close(got, wrong, tol, equal_nan=True)
+    return agree
+
+
+def _matching_mistakes(got, expected: torch.Tensor, variants, tol: float) -> list[str]:
+    """The hints (in the listed order, without repeats) of the mistakes that give exactly the learner's
+    result on this case while the right answer differs."""
+    hints: list[str] = []
+    for hint, wrong in variants:
+        if not isinstance(wrong, torch.Tensor) or hint in hints:
+            continue
+        if _close(got, wrong, tol, equal_nan=True) and not _close(wrong, expected, tol, equal_nan=True):
+            hints.append(hint)
+    return hints
+
+
+def _name_tensor_mistake(ex: _Exercise, got, expected, variants, tol: float, problem: str, case: str) -> bool:
+    """Record which mistakes agree with the learner's result; on a wrong result, fail naming the matching
+    mistake (True: several match, the later cases decide; False: none matches)."""
+    __tracebackhide__ = True
+    ex.note_results(_results_agree(got, variants, tol))
+    if _close(got, expected, tol):
+        return False
+    return ex.name_mistake(problem, _matching_mistakes(got, expected, variants, tol), case)
+
+
 def _compare(
     ex: _Exercise,
     got,
@@ -237,12 +368,15 @@ def _compare(
 
     ``variants`` is a list of ``(hint, wrong_result)``: what a known mistake would return on this
     case. If the learner's result equals one of them (and that mistake makes a difference here),
-    the hint names it. ``any_float`` accepts any float dtype (otherwise it must match the reference).
+    the hint names it; if it equals several, the later cases decide (see the module docstring).
+    ``any_float`` accepts any float dtype (otherwise it must match the reference).
     """
     __tracebackhide__ = True
     _require_tensor(ex, got, what, case, f"of shape {_shape(expected)}")
     _require_dtype(ex, got, expected, what, case)
     tol = _tolerance(got, expected) if tol is None else tol
+    if _name_tensor_mistake(ex, got, expected, variants, tol, f"the {what} is not right", case):
+        return  # pending: several mistakes give this result, the later cases decide
     if _close(got, expected, tol):
         if expected.is_floating_point() and not any_float and got.dtype != expected.dtype:
             ex.fail(
@@ -252,11 +386,6 @@ def _compare(
                 case,
             )
         return
-    for hint, wrong in variants:
-        if wrong is None or not isinstance(wrong, torch.Tensor):
-            continue
-        if _close(got, wrong, tol, equal_nan=True) and not _close(wrong, expected, tol, equal_nan=True):
-            ex.fail(f"the {what} is not right", hint, case)
     if got.shape != expected.shape:
         ex.fail(
             f"wrong {what} shape: expected {_shape(expected)}, got {_shape(got)}",
@@ -290,12 +419,64 @@ def _as_number(ex: _Exercise, value, what: str, case: str) -> float:
     return float(value)
 
 
-def _first_variant(value: float, expected: float, variants, rel: float = 1e-6) -> str | None:
-    """The hint of the first (hint, wrong_number) that ``value`` equals while the reference differs."""
+def _require_int(ex: _Exercise, value, what: str, case: str) -> int:
+    """An exercise whose text asks for an ``int``: a float, a tensor or a bool fails with a hint."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, torch.Tensor):
+        hint = "return a Python int: convert a one-element tensor with int(...) or .item()"
+    elif isinstance(value, float):
+        hint = "return an int, not a float: use // rather than / (or wrap the count in int(...))"
+    else:
+        hint = "return a Python int"
+    shown = f"{value!r}" if isinstance(value, numbers.Number) else type(value).__name__
+    ex.fail(f"the {what} must be an int, got {shown}", hint, case)
+    return 0  # not reached
+
+
+def _require_float(ex: _Exercise, value, what: str, case: str) -> float:
+    """An exercise whose text asks for Python floats: a tensor (even of one element) or an int fails."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            ex.fail(
+                f"the {what} must be one number, got a tensor of shape {_shape(value)}",
+                "reduce it to a single value (e.g. .max()) and convert it with .item()",
+                case,
+            )
+        ex.fail(
+            f"the {what} must be a Python float, got a one-element tensor",
+            "convert it with .item() (a tensor is not a float)",
+            case,
+        )
+    if not isinstance(value, float):
+        ex.fail(f"the {what} must be a Python float, got {type(value).__name__}", "return float values (.item())", case)
+    return float(value)
+
+
+def _numbers_equal(a: float, b: float, rel: float) -> bool:
+    return a == b if rel == 0 else math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def _compare_number(
+    ex: _Exercise, got: float, expected: float, variants, *, problem: str, generic_hint: str, case: str,
+    rel: float = 1e-6,
+) -> None:  # fmt: skip
+    """Compare a number with the reference; ``variants`` are ``(hint, wrong_number)`` as in ``_compare``
+    (``rel=0`` asks for exact equality, for counts)."""
+    __tracebackhide__ = True
+    agree: dict[str, bool] = {}
     for hint, wrong in variants:
-        if math.isclose(value, wrong, rel_tol=rel, abs_tol=1e-12) and not math.isclose(expected, wrong, rel_tol=rel):
-            return hint
-    return None
+        agree[hint] = agree.get(hint, False) or _numbers_equal(got, wrong, rel)
+    ex.note_results(agree)
+    if _numbers_equal(got, expected, rel):
+        return
+    candidates: list[str] = []
+    for hint, wrong in variants:
+        if hint not in candidates and _numbers_equal(got, wrong, rel) and not _numbers_equal(expected, wrong, rel):
+            candidates.append(hint)
+    if ex.name_mistake(problem, candidates, case):
+        return
+    ex.fail(problem, generic_hint, case)
 
 
 def _randomize_parameters(ex: _Exercise, module: nn.Module) -> None:
@@ -387,8 +568,14 @@ def _call_args_text(args: tuple, kwargs: dict) -> str:
     return ", ".join(parts)
 
 
-def _residual(x, sublayer, norm, *, norm_first: bool, residual: bool = True, add_normalised: bool = False):
-    """One sublayer with its residual connection and layer norm, and the usual ways to get it wrong."""
+def _residual(x, sublayer, norm, *, norm_first: bool, residual: bool = True, add_normalised: bool = False,
+              norm_sublayer: bool = False):  # fmt: skip
+    """One sublayer with its residual connection and layer norm, and the usual ways to get it wrong.
+
+    ``norm_sublayer``: the post-norm written as ``x + norm(sublayer(x))`` (the norm on the branch, not the sum).
+    """
+    if norm_sublayer:
+        return x + norm(sublayer(x))  # (B, T, d_model)
     if norm_first:
         normalised = norm(x)  # (B, T, d_model)
         out = sublayer(normalised)  # (B, T, d_model)
@@ -397,3 +584,42 @@ def _residual(x, sublayer, norm, *, norm_first: bool, residual: bool = True, add
         return (normalised if add_normalised else x) + out  # (B, T, d_model)
     out = sublayer(x)  # (B, T, d_model)
     return norm(x + out) if residual else norm(out)  # (B, T, d_model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropout: a seeded run is one possible draw; any draw that drops entries in the right place passes
+# ---------------------------------------------------------------------------------------------
+
+
+def _linear_input(layer: nn.Linear, output: torch.Tensor, tol: float = 1e-6) -> torch.Tensor | None:
+    """The input that gives ``output`` through ``layer`` (a tall or square weight), or None when no input does."""
+    weight = layer.weight.double()  # (out, in)
+    if weight.shape[0] < weight.shape[1]:
+        return None
+    target = output.double() - (layer.bias.double() if layer.bias is not None else 0.0)  # (..., out)
+    flat = target.reshape(-1, weight.shape[0]).T  # (out, N)
+    solution = torch.linalg.lstsq(weight, flat).solution  # (in, N)
+    if not torch.allclose(weight @ solution, flat, rtol=tol, atol=tol):
+        return None
+    return solution.T.reshape(*output.shape[:-1], weight.shape[1])  # (..., in)
+
+
+def _dropout_pattern(got: torch.Tensor | None, kept: torch.Tensor, p: float, tol: float = 1e-6) -> bool:
+    """Whether ``got`` is what dropout with rate ``p`` can make of ``kept``: every entry 0 or ``kept / (1 - p)``,
+    and at least one non-zero entry dropped."""
+    if got is None or got.shape != kept.shape:
+        return False
+    got, scaled = got.double(), kept.double() / (1.0 - p)
+    scale = 1.0 + scaled.abs()
+    zero = got.abs() <= tol * scale
+    same = (got - scaled).abs() <= tol * scale
+    return bool((zero | same).all()) and bool((zero & ~same).any())
+
+
+def _attention_probabilities(weights: torch.Tensor, heads: torch.Tensor, v: torch.Tensor, tol: float = 1e-6):
+    """The (T_q, T_k) matrices ``a`` with ``a @ v == heads`` per batch and head (needs T_k <= d_head), or None."""
+    solution = torch.linalg.lstsq(v.double().transpose(-2, -1), heads.double().transpose(-2, -1)).solution
+    found = solution.transpose(-2, -1)  # (..., T_q, T_k)
+    if found.shape != weights.shape or not torch.allclose(found @ v.double(), heads.double(), rtol=tol, atol=tol):
+        return None
+    return found

@@ -12,9 +12,9 @@ from course_lib.checks._machinery import (
     _call_args_text,
     _checker,
     _compare,
+    _compare_number,
     _default_dtype,
     _dtype_name,
-    _first_variant,
     _shape,
 )
 from course_lib.positional import sinusoidal_positional_encoding
@@ -101,8 +101,6 @@ def check_pe_wavelength(ex, pe_wavelength_fn):
         case = f"pe_wavelength({_call_args_text((i, d_model), kwargs)})"
         got = _as_number(ex, _call(ex, pe_wavelength_fn, i, d_model, case=case, **kwargs), "wavelength", case)
         expected = 2 * math.pi * b ** (2 * i / d_model)
-        if math.isclose(got, expected, rel_tol=1e-6):
-            continue
         variants = [
             ("forgot the 2*pi: sin(pos * f) repeats every 2*pi / f positions", b ** (2 * i / d_model)),
             ("used pi instead of 2*pi: a full turn of sin is 2*pi", math.pi * b ** (2 * i / d_model)),
@@ -113,8 +111,10 @@ def check_pe_wavelength(ex, pe_wavelength_fn):
              1 / (2 * math.pi * b ** (2 * i / d_model))),
             ("ignores base: use the base argument instead of 10000", 2 * math.pi * 10000.0 ** (2 * i / d_model)),
         ]  # fmt: skip
-        hint = _first_variant(got, expected, variants) or "the wavelength of pair i is 2*pi * base**(2i/d_model)"
-        ex.fail(f"got {got:.6g}, expected {expected:.6g}", hint, case)
+        _compare_number(
+            ex, got, expected, variants, problem=f"got {got:.6g}, expected {expected:.6g}", case=case,
+            generic_hint="the wavelength of pair i is 2*pi * base**(2i/d_model)",
+        )  # fmt: skip
     return f"correct on {len(settings)} cases (pairs 0 to 7, base 10000 and 100)"
 
 

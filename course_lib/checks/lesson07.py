@@ -10,15 +10,15 @@ from course_lib.checks._machinery import (
     _call_args_text,
     _checker,
     _compare,
+    _compare_number,
     _default_dtype,
     _dtype_name,
-    _first_variant,
     _prepare_learner_module,
     _reference_module,
     _residual,
     _shape,
 )
-from course_lib.checks.lesson06 import _POST_PRE_HINT
+from course_lib.checks.lesson06 import _NORM_ON_BRANCH_HINT, _POST_PRE_HINT
 from course_lib.encoder import EncoderLayer
 from course_lib.masks import causal_mask, padding_mask
 
@@ -28,7 +28,7 @@ from course_lib.masks import causal_mask, padding_mask
 
 
 def _encoder_variant(layer, x, mask, *, norm_first, residual=True, ignore_mask=False, swap_norms=False,
-                     add_normalised=False):  # fmt: skip
+                     add_normalised=False, norm_sublayer=False):  # fmt: skip
     """What a common wrong encoder layer gives, from the reference's own sublayers."""
     used_mask = None if ignore_mask else mask
     first_norm, second_norm = (layer.norm2, layer.norm1) if swap_norms else (layer.norm1, layer.norm2)
@@ -36,7 +36,7 @@ def _encoder_variant(layer, x, mask, *, norm_first, residual=True, ignore_mask=F
     def attention(h):
         return layer.self_attn(h, h, h, used_mask)  # (B, T, d_model)
 
-    options = dict(norm_first=norm_first, residual=residual, add_normalised=add_normalised)
+    options = dict(norm_first=norm_first, residual=residual, add_normalised=add_normalised, norm_sublayer=norm_sublayer)
     x = _residual(x, attention, first_norm, **options)  # (B, T, d_model)
     return _residual(x, layer.ff, second_norm, **options)  # (B, T, d_model)
 
@@ -49,6 +49,7 @@ def _layer_mistakes(norm_first: bool):
         ("norm1 and norm2 swapped: norm1 goes with the self-attention, norm2 with the feed-forward",
          dict(swap_norms=True)),
         ("the residual must add the un-normalised x: x + sublayer(norm(x))", dict(add_normalised=True)),
+        (_NORM_ON_BRANCH_HINT, dict(norm_sublayer=True)),
     ]  # fmt: skip
 
 
@@ -99,12 +100,11 @@ def check_encoder_layer_parameter_count(ex, encoder_layer_parameter_count_fn):
         with _default_dtype(torch.float32):
             reference = EncoderLayer(d_model, 1, d_ff)
         expected = sum(p.numel() for p in reference.parameters())
-        if got == expected:
-            continue
         d = d_model
         variants = [
             ("forgot the layer norms' parameters: each of the two has a weight and a bias of d_model numbers",
              expected - 4 * d),
+            ("forgot the attention's biases: w_q, w_k, w_v and w_o each have d_model biases", expected - 4 * d),
             ("counted only one layer norm: there are two (norm1 and norm2), each 2 * d_model", expected - 2 * d),
             ("forgot the layer norms' biases: each norm has a weight and a bias", expected - 2 * d),
             ("forgot the biases of the linear layers (4 * d_model in attention, d_ff + d_model in the MLP)",
@@ -113,11 +113,11 @@ def check_encoder_layer_parameter_count(ex, encoder_layer_parameter_count_fn):
             ("counted only one of the feed-forward's two linear layers", expected - (d_ff * d + d)),
             ("forgot the feed-forward's biases (d_ff + d_model)", expected - d_ff - d),
         ]  # fmt: skip
-        hint = _first_variant(got, expected, variants) or (
-            "add up the self-attention (4 linear layers with biases), the feed-forward (linear1 and linear2 with "
-            "biases) and the two layer norms (weight and bias each)"
-        )
-        ex.fail(f"got {got:g}, expected {expected}", hint, case)
+        _compare_number(
+            ex, got, expected, variants, problem=f"got {got:g}, expected {expected}", case=case, rel=0.0,
+            generic_hint="add up the self-attention (4 linear layers with biases), the feed-forward (linear1 and "
+            "linear2 with biases) and the two layer norms (weight and bias each)",
+        )  # fmt: skip
     return f"correct on {len(settings)} cases (d_model 8 to 512, d_ff = 4 * d_model)"
 
 

@@ -8,14 +8,16 @@ from course_lib.checks._machinery import (
     _call,
     _call_args_text,
     _checker,
+    _close,
     _compare,
     _dtype_name,
     _prepare_learner_module,
     _reference_module,
     _residual,
     _shape,
+    _tolerance,
 )
-from course_lib.checks.lesson06 import _POST_PRE_HINT
+from course_lib.checks.lesson06 import _NORM_ON_BRANCH_HINT, _POST_PRE_HINT
 from course_lib.decoder import DecoderLayer
 from course_lib.masks import causal_mask, padding_mask
 
@@ -25,7 +27,8 @@ from course_lib.masks import causal_mask, padding_mask
 
 
 def _decoder_variant(layer, x, memory, self_mask, memory_mask, *, norm_first, residual=True, ignore_self_mask=False,
-                     ignore_memory_mask=False, cross_to_self=False, cross_first=False, add_normalised=False):  # fmt: skip
+                     ignore_memory_mask=False, cross_to_self=False, cross_first=False, add_normalised=False,
+                     norm_sublayer=False):  # fmt: skip
     """What a common wrong decoder layer gives, from the reference's own sublayers."""
     used_self_mask = None if ignore_self_mask else self_mask
     used_memory_mask = None if ignore_memory_mask else memory_mask
@@ -38,11 +41,87 @@ def _decoder_variant(layer, x, memory, self_mask, memory_mask, *, norm_first, re
             return layer.cross_attn(h, h, h, used_self_mask)  # (B, T, d_model)
         return layer.cross_attn(h, memory, memory, used_memory_mask)  # (B, T, d_model)
 
-    options = dict(norm_first=norm_first, residual=residual, add_normalised=add_normalised)
+    options = dict(norm_first=norm_first, residual=residual, add_normalised=add_normalised, norm_sublayer=norm_sublayer)
     first, second = (cross_attention, self_attention) if cross_first else (self_attention, cross_attention)
     x = _residual(x, first, layer.norm1, **options)  # (B, T, d_model)
     x = _residual(x, second, layer.norm2, **options)  # (B, T, d_model)
     return _residual(x, layer.ff, layer.norm3, **options)  # (B, T, d_model)
+
+
+_CROSS_INPUTS_HINT = "cross-attention must attend to the encoder output: cross_attn(x, memory, memory, memory_mask)"
+
+
+def _attention_arguments(args: tuple, kwargs: dict) -> dict:
+    """query, key, value and mask of one call of an attention module, however they were passed."""
+    found = dict(zip(("query", "key", "value", "mask"), args, strict=False))
+    aliases = {"query": ("query", "q", "x"), "key": ("key", "k"), "value": ("value", "v"),
+               "mask": ("mask", "attn_mask", "memory_mask", "self_mask")}  # fmt: skip
+    for name, options in aliases.items():
+        for option in options:
+            if option in kwargs:
+                found[name] = kwargs[option]
+    return found
+
+
+class _CallRecorder:
+    """Records the arguments of every call of the learner's self_attn and cross_attn (forward pre-hooks)."""
+
+    def __init__(self, learner):
+        self.calls = {"self_attn": [], "cross_attn": []}
+        self.handles = []
+        for name, calls in self.calls.items():
+            module = getattr(learner, name, None)
+            if isinstance(module, torch.nn.Module):
+
+                def hook(_module, args, kwargs, calls=calls):
+                    calls.append(_attention_arguments(args, kwargs))
+
+                self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _same(a, b) -> bool:
+    return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+
+
+def _attention_inputs_problem(recorder: _CallRecorder, memory, self_mask, memory_mask) -> str | None:
+    """What the learner passed to cross_attn (and self_attn) that is not what they need, or None."""
+    cross = recorder.calls["cross_attn"]
+    if cross:
+        call = cross[0]
+        query, key, value, mask = (call.get(name) for name in ("query", "key", "value", "mask"))
+        if _same(query, memory):
+            return (
+                "the cross-attention's queries come from memory: the queries come from the decoder (x), the keys "
+                "and values from the encoder output: cross_attn(x, memory, memory, memory_mask)"
+            )
+        if not _same(key, memory) or not _same(value, memory):
+            if _same(key, memory) or _same(value, memory):
+                return (
+                    "cross-attention must attend to the encoder output: its keys and values must both be memory, "
+                    "cross_attn(x, memory, memory, memory_mask)"
+                )
+            return _CROSS_INPUTS_HINT + " (the keys and values come from memory)"
+        if memory_mask is not None and mask is None:
+            return "the memory_mask was ignored: pass it to the cross-attention, cross_attn(x, memory, memory, memory_mask)"
+        if memory_mask is not None and self_mask is not None and mask is self_mask:
+            return "the cross-attention got self_mask: pass memory_mask to it (self_mask belongs to the self-attention)"
+    own = recorder.calls["self_attn"]
+    if own:
+        call = own[0]
+        if _same(call.get("key"), memory) or _same(call.get("value"), memory):
+            return (
+                "the self-attention attends to memory: it attends to the decoder's own tokens, "
+                "self_attn(x, x, x, self_mask); memory goes to the cross-attention"
+            )
+        if self_mask is not None and call.get("mask") is memory_mask and memory_mask is not None:
+            return (
+                "the self-attention got memory_mask: pass self_mask to it (memory_mask belongs to the cross-attention)"
+            )
+    return None
 
 
 @_checker("08.1", "DecoderLayer", kind="class")
@@ -70,6 +149,7 @@ def check_decoder_layer(ex, decoder_layer_class):
          dict(cross_first=True)),
         ("forgot the residual connections: each sublayer's output is added to its input", dict(residual=False)),
         ("the residual must add the un-normalised x: x + sublayer(norm(x))", dict(add_normalised=True)),
+        (_NORM_ON_BRANCH_HINT, dict(norm_sublayer=True)),
     ]  # fmt: skip
     for d_model, n_heads, d_ff, kwargs, (B, T, S), self_mask, memory_mask, dtype in settings:
         norm_first = kwargs.get("norm_first", False)
@@ -87,8 +167,22 @@ def check_decoder_layer(ex, decoder_layer_class):
         )
         x = ex.randn(B, T, d_model, dtype=dtype)  # (B, T, d_model)
         memory = ex.randn(B, S, d_model, dtype=dtype)  # (B, S, d_model)
-        got = _call(ex, learner, x, memory, self_mask, memory_mask, case=case, default_dtype=dtype)
+        recorder = _CallRecorder(learner)
+
+        def error_hint(error, recorder=recorder, memory=memory, self_mask=self_mask, memory_mask=memory_mask):
+            return _attention_inputs_problem(recorder, memory, self_mask, memory_mask) or ""
+
+        try:
+            got = _call(
+                ex, learner, x, memory, self_mask, memory_mask, case=case, default_dtype=dtype, error_hint=error_hint
+            )
+        finally:
+            recorder.remove()
         expected = reference(x, memory, self_mask, memory_mask)  # (B, T, d_model)
+        if not _close(got, expected, _tolerance(expected)):
+            problem = _attention_inputs_problem(recorder, memory, self_mask, memory_mask)
+            if problem is not None:
+                ex.fail("the output is not right", problem, case)
         all_mistakes = [(_POST_PRE_HINT, dict(norm_first=not norm_first))] + mistakes
         variants = [
             (

@@ -29,7 +29,7 @@ from course_lib.models import Transformer, TransformerConfig
 
 
 def _probs_variant(logits, temperature=1.0, top_k=None, top_p=None, *, temperature_mode="divide", k_shift=0,
-                   p_mode="keep_crossing", renormalise=True):  # fmt: skip
+                   p_mode="keep_crossing", renormalise=True, p_first=False):  # fmt: skip
     """What a common wrong next_token_probs gives."""
     if temperature_mode == "multiply":
         scaled = logits * temperature  # (..., V)
@@ -39,6 +39,9 @@ def _probs_variant(logits, temperature=1.0, top_k=None, top_p=None, *, temperatu
         scaled = logits / temperature  # (..., V)
     keep = torch.ones_like(scaled, dtype=torch.bool)  # (..., V)
     V = scaled.shape[-1]
+    if top_k is not None and p_first:
+        keep &= _probs_variant(scaled, 1.0, None, top_p, p_mode=p_mode) > 0  # the nucleus of the full distribution
+        top_p = None
     if top_k is not None:
         k = min(max(top_k + k_shift, 1), V)
         kth = scaled.topk(k, dim=-1).values[..., -1:]  # (..., 1)
@@ -59,6 +62,15 @@ def _probs_variant(logits, temperature=1.0, top_k=None, top_p=None, *, temperatu
     return torch.softmax(scaled, dim=-1) * keep  # (..., V), not renormalised
 
 
+_GREEDY_HINT = (
+    "temperature=0 means greedy: dividing by 0 gives inf and NaN, so handle it first and return the one-hot of "
+    "the argmax (probability 1 on the largest logit, 0 elsewhere), e.g. "
+    "torch.zeros_like(logits).scatter(-1, logits.argmax(dim=-1, keepdim=True), 1.0)"
+)
+_P_FIRST_HINT = (
+    "top-p was applied before top-k: apply top_k first, then take the nucleus of the renormalised distribution "
+    "of the kept tokens (temperature, top-k, top-p, softmax, in that order)"
+)
 _TEMPERATURE_HINT = "temperature applied the wrong way: divide the logits by the temperature (logits / temperature)"
 _RENORMALISE_HINT = (
     "probabilities not renormalised: after dropping tokens the kept ones must sum to 1; fill dropped logits with "
@@ -69,8 +81,9 @@ _RENORMALISE_HINT = (
 @_checker("09.1", "next_token_probs")
 def check_next_token_probs(ex, next_token_probs_fn):
     """09.1: ``next_token_probs(logits (..., V), temperature=1.0, top_k=None, top_p=None) -> (..., V)``:
-    divide by temperature, keep the top_k largest logits, keep the smallest set of most likely tokens whose mass
-    reaches top_p (the token that crosses p is kept), then softmax over what is left."""
+    divide by temperature (``temperature=0``: greedy, the one-hot of the argmax), keep the top_k largest logits,
+    then keep the smallest set of most likely tokens whose mass reaches top_p (the token that crosses p is kept;
+    computed after top-k), then softmax over what is left."""
     settings = [
         ((2, 10), {}, torch.float64),
         ((3, 8), {"temperature": 0.5}, torch.float32),
@@ -78,17 +91,27 @@ def check_next_token_probs(ex, next_token_probs_fn):
         ((4, 10), {"top_k": 3}, torch.float64),
         ((4, 10), {"top_p": 0.6}, torch.float32),
         ((3, 12), {"temperature": 0.8, "top_k": 6, "top_p": 0.7}, torch.float64),
+        ((4, 10), {"top_k": 3, "top_p": 0.5}, torch.float64),  # flatter logits: the order of top-k and top-p shows
+        ((3, 9), {"temperature": 0.0}, torch.float64),
+        ((2, 2, 7), {"temperature": 0.0, "top_k": 3}, torch.float32),
     ]
     for shape, kwargs, dtype in settings:
-        logits = ex.randn(*shape, dtype=dtype, scale=2.0)  # (..., V)
+        flat = kwargs.get("top_k") == 3 and kwargs.get("top_p") == 0.5
+        logits = ex.randn(*shape, dtype=dtype, scale=0.5 if flat else 2.0)  # (..., V)
         case = (
             f"logits {_shape(logits)}"
             + (f", {_call_args_text((), kwargs)}" if kwargs else "")
             + f" {_dtype_name(dtype)}"
         )
-        got = _call(ex, next_token_probs_fn, logits, case=case, default_dtype=dtype, **kwargs)
-        expected = next_token_probs(logits, **kwargs)  # (..., V)
         t, k, p = kwargs.get("temperature", 1.0), kwargs.get("top_k"), kwargs.get("top_p")
+        got = _call(
+            ex, next_token_probs_fn, logits, case=case, default_dtype=dtype, error_hint=_GREEDY_HINT if t == 0 else "",
+            **kwargs,
+        )  # fmt: skip
+        expected = next_token_probs(logits, **kwargs)  # (..., V)
+        if t == 0:
+            _check_greedy_probs(ex, got, expected, logits, case)
+            continue
         variants = [
             ("softmax over the wrong dimension: the probabilities of one position sum to 1 over the vocabulary "
              "(dim=-1)", torch.softmax(logits / t, dim=0)),
@@ -115,6 +138,8 @@ def check_next_token_probs(ex, next_token_probs_fn):
                 ("ignores top_p: keep the smallest set of most likely tokens whose mass reaches p",
                  _probs_variant(logits, t, k, None)),
             ]  # fmt: skip
+        if k is not None and p is not None:
+            variants.append((_P_FIRST_HINT, _probs_variant(logits, t, k, p, p_first=True)))
         if k is not None or p is not None:
             variants.append((_RENORMALISE_HINT, _probs_variant(logits, t, k, p, renormalise=False)))
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and got.is_floating_point():
@@ -131,8 +156,39 @@ def check_next_token_probs(ex, next_token_probs_fn):
             "then keep the top-p nucleus of what is left (renormalised), then softmax over the kept tokens",
         )  # fmt: skip
     return (
-        f"correct on {len(settings)} cases (temperature 0.5, 0.8, 2; top-k; top-p keeps the crossing token; combined)"
+        f"correct on {len(settings)} cases (temperature 0.5, 0.8, 2 and 0 = greedy; top-k; top-p keeps the crossing "
+        "token; top-k before top-p)"
     )
+
+
+def _check_greedy_probs(ex, got, expected, logits, case):
+    """temperature=0: the one-hot of the argmax (whatever top_k and top_p are)."""
+    if isinstance(got, torch.Tensor) and got.shape == logits.shape[:-1]:
+        ex.fail(
+            f"returned the ids of the largest logits, shape {_shape(got)}",
+            "return probabilities (..., V): the one-hot of the argmax, a float tensor like the logits",
+            case,
+        )
+    if isinstance(got, torch.Tensor) and got.shape == expected.shape and not got.is_floating_point():
+        ex.fail(
+            f"the greedy probabilities are {_dtype_name(got.dtype)}, not a float tensor",
+            "F.one_hot gives int64: convert with .to(logits.dtype), or build it as "
+            "torch.zeros_like(logits).scatter(-1, logits.argmax(dim=-1, keepdim=True), 1.0)",
+            case,
+        )
+    variants = [
+        (_GREEDY_HINT, torch.softmax(logits / 0.0, dim=-1)),
+        ("temperature=0 is ignored: it means greedy, probability 1 on the largest logit",
+         torch.softmax(logits, dim=-1)),
+        (_TEMPERATURE_HINT, torch.softmax(logits * 0.0, dim=-1)),
+        ("the one-hot is on the smallest logit: temperature=0 puts probability 1 on the largest (argmax)",
+         torch.zeros_like(logits).scatter(-1, logits.argmin(dim=-1, keepdim=True), 1.0)),
+    ]  # fmt: skip
+    _compare(
+        ex, got, expected, case=case, variants=variants, nan_hint=_GREEDY_HINT,
+        shape_hint="same shape as logits: one probability per vocabulary entry",
+        generic_hint=_GREEDY_HINT,
+    )  # fmt: skip
 
 
 def _translation_model(ex: _Exercise, dtype: torch.dtype) -> Transformer:
@@ -151,13 +207,30 @@ def _translation_model(ex: _Exercise, dtype: torch.dtype) -> Transformer:
     return model.to(dtype).eval()
 
 
-def _varied_eos(generated: torch.Tensor, bos_id: int, pad_id: int) -> int:
-    """The token whose first appearance differs most between rows, so rows stop at different steps."""
+def _greedy_without_eos(model: Transformer, src_ids: torch.Tensor, bos_id: int, steps: int) -> torch.Tensor:
+    """bos_id and then ``steps`` most likely tokens per row, never stopping: (B, 1 + steps)."""
+    memory, src_mask = model.encode(src_ids)  # (B, S, d_model), (B, 1, 1, S)
+    ids = torch.full((src_ids.shape[0], 1), bos_id, dtype=torch.long)  # (B, 1)
+    for _ in range(steps):
+        logits = model.decode(ids, memory, src_mask)  # (B, T, V)
+        ids = torch.cat([ids, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)  # (B, T + 1)
+    return ids
+
+
+def _varied_eos(generated: torch.Tensor, bos_id: int, pad_id: int, every_row_stops: bool = False) -> int:
+    """The token whose first appearance differs most between rows, so rows stop at different steps.
+
+    ``every_row_stops``: prefer a token every row produces before its last step, so the decoding ends before
+    max_len (then a row that is not padded after eos shows apart from a decoding that never stops).
+    """
     best_token, best_spread = -1, -1
-    for token in sorted(set(generated.flatten().tolist()) - {bos_id, pad_id}):
-        first_steps = set()
-        for row in generated.tolist():
-            first_steps.add(row.index(token) if token in row else len(row))
+    rows = generated.tolist()
+    tokens = sorted(set(generated.flatten().tolist()) - {bos_id, pad_id})
+    if every_row_stops:
+        early = [t for t in tokens if all(t in row[: len(row) - 1] for row in rows)]
+        tokens = early or tokens
+    for token in tokens:
+        first_steps = {row.index(token) if token in row else len(row) for row in rows}
         if len(first_steps) > best_spread:
             best_token, best_spread = token, len(first_steps)
     return best_token
@@ -170,7 +243,7 @@ def check_greedy_decode(ex, greedy_decode_fn):
     max_len tokens were added; a row that finished is filled with ``model.config.pad_id`` (like
     ``course_lib.generation.greedy_decode``; no cache needed)."""
     settings = [((1, 5), 6, "stops at max_len", torch.float64), ((4, 5), 8, "rows stop at eos", torch.float32),
-                ((3, 6), 7, "source with padding, rows stop at eos", torch.float32)]  # fmt: skip
+                ((3, 6), 7, "source with padding, every row stops at eos before max_len", torch.float32)]  # fmt: skip
     bos_id = 1
     for (B, S), max_len, description, dtype in settings:
         model = _translation_model(ex, dtype)
@@ -178,10 +251,11 @@ def check_greedy_decode(ex, greedy_decode_fn):
         src_ids = ex.randint(2, 12, (B, S))  # (B, S)
         if "padding" in description:
             src_ids[1:, -2:] = pad_id
-        never_stops = greedy_decode(model, src_ids, bos_id, -1, max_len + 1, use_cache=False)  # (B, 2 + max_len)
-        eos_id = (
-            -1 if description == "stops at max_len" else _varied_eos(never_stops[:, 1 : 1 + max_len], bos_id, pad_id)
-        )
+        never_stops = _greedy_without_eos(model, src_ids, bos_id, max_len + 1)  # (B, 2 + max_len)
+        if description == "stops at max_len":  # an eos_id the model never produces here
+            eos_id = min(set(range(model.config.tgt_vocab_size)) - set(never_stops.flatten().tolist()) - {pad_id})
+        else:
+            eos_id = _varied_eos(never_stops[:, 1 : 1 + max_len], bos_id, pad_id, "every row" in description)
         case = f"{description}: src_ids {_shape(src_ids)}, bos_id={bos_id}, eos_id={eos_id}, max_len={max_len}"
         case += f", pad_id={pad_id} {_dtype_name(dtype)}"
         error_hint = (

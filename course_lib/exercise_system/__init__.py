@@ -5,16 +5,23 @@ The solution notebooks in ``solutions/`` are the source of truth. In a solution 
 * a *solution cell* carries ``metadata["course"] = {"exercise": "03.2", "title": ...}`` and marks
   each answer with ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines;
 * a *check cell* starts with the comment ``# Check exercise 03.2`` and calls
-  ``course_lib.checks.check_<name>(...)``, which prints one line when the answer is right.
+  ``course_lib.checks.check_<name>(...)``, which prints one line when the answer is right and
+  raises ``CheckFailed`` when it is not.
 
 ``build_exercise_notebook`` turns a solution notebook into an exercise notebook: each marked
-region becomes ``raise NotImplementedError("Exercise 03.2: ...")`` and everything else, the
-stored outputs of the check cells included, stays as the solved run made it. So
-``pytest --nbval exercises/03_*.ipynb`` fails exactly until the learner's work is right.
+region becomes ``raise NotImplementedError("Exercise 03.2: ...")``, the check cells lose their
+outputs and execution counts (a fresh notebook shows no "✓ ... correct" before the learner has
+written a line), and every other cell stays as the solved run made it. With no stored output to
+compare, nbval only requires that a check cell does not raise, so
+``pytest --nbval exercises/03_*.ipynb`` passes exactly when the learner's work is right, even
+if the learner's code also prints a debug line or triggers a harmless warning.
 
 ``run_notebook`` executes a learner's notebook cell by cell in a fresh kernel (with a time
-limit for the whole notebook) and gives one verdict per exercise, the same verdict nbval
-gives: the check cell must run without error and print what the solved run printed.
+limit for the whole notebook) and gives one verdict per exercise, decided by the checker: the
+check cell fails when it raises (``CheckFailed``, ``NotImplementedError`` or any other error,
+reported with the checker's whole message and hint) and passes otherwise, whatever else it
+printed, provided the checker's ``✓ 03.2`` line is there (its absence means the check call was
+removed or changed).
 
 Modules: ``notebooks`` (reading), ``build`` (exercises from solutions), ``grading`` (running and
 grading), ``cli`` (the ``course`` command).

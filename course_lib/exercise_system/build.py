@@ -12,6 +12,7 @@ from course_lib.exercise_system.notebooks import (
     END_SOLUTION,
     NBFORMAT_MINOR,
     NOTEBOOK_METADATA_KEPT,
+    check_cell_exercise,
     expected_check_outputs,
     lesson_notebooks,
     read_notebook,
@@ -57,9 +58,12 @@ def stub_source(source: str, exercise: str) -> str:
 def build_exercise_notebook(solution_nb) -> nbformat.NotebookNode:
     """The exercise notebook for one solution notebook (a new object; the input is unchanged).
 
-    Solution cells get stubs and lose their outputs; every other cell (check cells with their
-    outputs included) is copied. Cell ids are numbered, timing metadata is dropped, so the
-    result depends only on the solution notebook.
+    Solution cells get stubs and lose their outputs. Check cells are copied without their
+    outputs and execution counts: a fresh exercise notebook shows no "✓ ... correct" before the
+    learner has written a line, and nbval, finding no stored output to compare, judges a check
+    cell only by whether it raises (so a correct answer that also prints or warns passes). Every
+    other cell is copied with its outputs. Cell ids are numbered, timing metadata is dropped, so
+    the result depends only on the solution notebook.
     """
     exercises_seen = set()
     cells = []
@@ -74,6 +78,8 @@ def build_exercise_notebook(solution_nb) -> nbformat.NotebookNode:
         elif exercise:
             exercises_seen.add(exercise)
             new = nbformat.v4.new_code_cell(stub_source(source, exercise), metadata=metadata)
+        elif check_cell_exercise(cell):
+            new = nbformat.v4.new_code_cell(source, metadata=metadata)  # no output, no execution count
         else:
             new = nbformat.v4.new_code_cell(source, metadata=metadata)
             new.execution_count = cell.get("execution_count")

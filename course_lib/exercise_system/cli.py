@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run your exercise notebooks and show which exercises pass",
         description="Run exercise notebooks in a fresh kernel each and print one line per exercise: "
-        "passed or failed, with the first line of the checker's hint. Same verdict as "
+        "passed, or FAILED with the checker's whole message (the failing case included) and its hint. "
+        "The checker decides: a check cell fails when it raises (CheckFailed, NotImplementedError or "
+        "another error) and passes otherwise, even if your code also prints or warns; the same verdict as "
         "`pytest --nbval exercises/NN_*.ipynb`. Exit status 0 when every exercise passes.",
     )
     check.add_argument("lessons", nargs="*", type=lesson_arg, metavar="NN", help="lesson numbers (default: all)")
@@ -118,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="regenerate exercises/ from solutions/",
         description="Write exercises/NN_*.ipynb from solutions/NN_*.ipynb: each ### BEGIN SOLUTION / "
-        "### END SOLUTION region becomes a stub raising NotImplementedError; check cells keep the "
-        "outputs of the solved run. The output is byte-for-byte reproducible.",
+        "### END SOLUTION region becomes a stub raising NotImplementedError; check cells are written "
+        "without outputs or execution counts (nbval then judges them only by whether they raise). "
+        "The output is byte-for-byte reproducible.",
     )
     build.add_argument("--out", type=Path, default=None, help="exercises folder (default: next to the solutions)")
     build.add_argument("--check", action="store_true", help="change nothing; exit 1 if the exercises are out of date")
@@ -179,7 +182,7 @@ def command_check(args, solutions_dir: Path) -> int:
 
 
 def _expected_for(solutions: dict[str, Path], lesson: str) -> dict[str, str] | None:
-    """Expected check outputs from the solutions, or None (use the notebook's own outputs)."""
+    """The lesson's exercises (keys) from the solutions, or None (use the notebook's own check cells)."""
     if lesson not in solutions:
         return None
     return ex.expected_check_outputs(ex.read_notebook(solutions[lesson]))

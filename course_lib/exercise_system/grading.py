@@ -27,7 +27,7 @@ from course_lib.exercise_system.notebooks import (
 
 @dataclass
 class ExerciseResult:
-    """The verdict on one exercise: passed or not, and why (the first line of the failure)."""
+    """The verdict on one exercise: passed or not, and why (the checker's whole message, without its hint)."""
 
     exercise: str
     passed: bool
@@ -44,10 +44,18 @@ class NotebookReport:
     problem: str = ""
 
 
+def _split_hint(evalue: str) -> tuple[str, str]:
+    """A checker's message is ``problem (case: ...).`` then ``Hint: ...``: return both, whole."""
+    lines = [line.strip() for line in str(evalue).splitlines() if line.strip()]
+    at = next((i for i, line in enumerate(lines) if line.startswith("Hint:")), len(lines))
+    return " ".join(lines[:at]), " ".join(lines[at:])
+
+
 def failure_message(error_output) -> str:
-    """A short hint from an error output: the CheckFailed message, or the error's name and message."""
+    """What went wrong, from an error output: the whole CheckFailed message (its hint aside, never cut
+    short, so the failing case stays), or the error's name and message."""
     name = error_output.get("ename", "Error")
-    value = first_line(error_output.get("evalue", ""))
+    value, _ = _split_hint(error_output.get("evalue", ""))
     if name == "CheckFailed":
         return value or "CheckFailed"
     if name == "NotImplementedError":
@@ -61,16 +69,19 @@ def has_marker(cell, marker: str) -> bool:
 
 def run_notebook(
     path: Path,
-    expected: dict[str, str] | None = None,
+    expected=None,
     timeout: float = 120.0,
     kernel_name: str = "python3",
 ) -> NotebookReport:
     """Execute a learner's notebook in a fresh kernel and judge each exercise.
 
-    ``expected`` maps exercise id -> the text the solved check cell printed; when None the
-    notebook's own stored outputs are the reference (as nbval does). An exercise passes when
-    its check cell runs without error and prints the expected text. ``timeout`` (seconds)
-    bounds the whole notebook, kernel start included; cells after a timeout are not run.
+    ``expected`` names the exercises to report (ids, or a dict keyed by id such as
+    ``expected_check_outputs(solution)``); when None, the notebook's own check cells. An exercise
+    passes when its check cell runs without raising (CheckFailed, NotImplementedError or any other
+    error) and its checker printed its success line ``✓ NN.M ...``: the checker's verdict decides,
+    not the rest of the text, so a correct answer that also prints a debug line or a warning
+    passes, as with nbval. ``timeout`` (seconds) bounds the whole notebook, kernel start
+    included; cells after a timeout are not run.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -92,10 +103,7 @@ def run_notebook(
         exercise = check_cell_exercise(cell)
         if exercise and exercise not in check_cells:
             check_cells[exercise] = index
-    if expected is None:
-        expected = {
-            exercise: text_of_outputs(nb.cells[index].get("outputs", [])) for exercise, index in check_cells.items()
-        }
+    expected = list(check_cells) if expected is None else list(expected)
     for exercise in expected:
         if exercise not in check_cells:
             report.results[exercise] = ExerciseResult(exercise, False, "check cell missing")
@@ -136,27 +144,35 @@ def run_notebook(
 
     for exercise, index in check_cells.items():
         if exercise in expected:
-            report.results[exercise] = judge_check_cell(
-                exercise, nb.cells[index], expected[exercise], index in executed, stopped
-            )
+            report.results[exercise] = judge_check_cell(exercise, nb.cells[index], None, index in executed, stopped)
     report.problem = stopped
     report.results = dict(sorted(report.results.items(), key=lambda item: exercise_sort_key(item[0])))
     return report
 
 
-def judge_check_cell(exercise: str, cell, expected: str, executed: bool, stopped: str) -> ExerciseResult:
-    """The verdict on one executed (or not executed) check cell."""
+def judge_check_cell(exercise: str, cell, expected: str | None, executed: bool, stopped: str = "") -> ExerciseResult:
+    """The verdict on one executed (or not executed) check cell: did it raise?
+
+    ``expected`` (what the solved run printed) is not compared: it is accepted for callers that pass it.
+
+    An error output fails the exercise with the checker's whole message and its hint. Otherwise
+    the exercise passes, whatever else the cell printed (a debug line of the learner's code, a
+    warning), as long as the checker's success line ``✓ NN.M`` is among the outputs: without it,
+    the check call itself was removed or changed.
+    """
     if not executed:
         return ExerciseResult(exercise, False, stopped or "not run")
     errors = [output for output in cell.get("outputs", []) if output.get("output_type") == "error"]
     if errors:
-        lines = str(errors[0].get("evalue", "")).splitlines()
-        hint = next((line.strip() for line in lines[1:] if line.strip().startswith("Hint:")), "")
+        _, hint = _split_hint(errors[0].get("evalue", ""))
         return ExerciseResult(exercise, False, failure_message(errors[0]), hint)
-    got = text_of_outputs(cell.get("outputs", []))
-    if got != expected:
-        shown = first_line(got) or "nothing"
-        return ExerciseResult(exercise, False, f"the check printed {shown!r}, expected {first_line(expected)!r}")
+    if f"✓ {exercise}" not in text_of_outputs(cell.get("outputs", [])):
+        return ExerciseResult(
+            exercise,
+            False,
+            f"the check cell ran but its checker did not print its ✓ {exercise} line: was the check call changed? "
+            "Put the cell back as it was (`course reset` gives a fresh notebook and keeps a backup of yours)",
+        )
     return ExerciseResult(exercise, True, "")
 
 

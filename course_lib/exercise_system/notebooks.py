@@ -129,7 +129,11 @@ def text_of_outputs(outputs) -> str:
 
 
 def expected_check_outputs(solution_nb) -> dict[str, str]:
-    """Exercise id -> the text its check cell printed in the solved run, in notebook order."""
+    """Exercise id -> the text its check cell printed in the solved run, in notebook order.
+
+    Its keys are the notebook's exercises. The texts are for reading (the success lines of the
+    solved run): a learner's check cell is judged by whether it raises, not by its text.
+    """
     expected = {}
     for cell in solution_nb.cells:
         exercise = check_cell_exercise(cell)
@@ -151,6 +155,7 @@ def exercise_titles(solution_nb) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def first_line(text: str, limit: int = 160) -> str:
+def first_line(text: str, limit: int | None = None) -> str:
+    """The first non-empty line of ``text``, whole (or cut to ``limit`` characters when one is given)."""
     line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
