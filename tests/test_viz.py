@@ -190,8 +190,9 @@ def test_map_rejects_unknown_parts():
         viz.draw_transformer_map(highlight=("attn",))
 
 
-def test_lesson_highlights_cover_lessons_0_to_12():
-    assert sorted(viz.LESSON_HIGHLIGHTS) == list(range(13))
+def test_lesson_highlights_cover_lessons_0_to_14():
+    assert sorted(viz.LESSON_HIGHLIGHTS) == list(range(15))
+    assert sorted(viz.LESSON_TITLES) == list(range(15))
     for lesson, parts in viz.LESSON_HIGHLIGHTS.items():
         assert parts, f"lesson {lesson} highlights nothing"
         assert set(parts) <= set(viz.MAP_PARTS)
@@ -199,9 +200,12 @@ def test_lesson_highlights_cover_lessons_0_to_12():
     assert viz.LESSON_HIGHLIGHTS[4] == ("decoder_masked_self_attention",)
     assert "decoder_cross_attention" not in viz.LESSON_HIGHLIGHTS[11]  # decoder-only: no cross-attention
     assert not any(part.startswith("decoder") for part in viz.LESSON_HIGHLIGHTS[12])
+    for lesson in (13, 14):  # the modern decoder-only LLM: no encoder, no cross-attention
+        assert not any(part.startswith(("encoder", "input")) for part in viz.LESSON_HIGHLIGHTS[lesson])
+        assert "decoder_cross_attention" not in viz.LESSON_HIGHLIGHTS[lesson]
 
 
-@pytest.mark.parametrize("lesson", [0, 4, 11])
+@pytest.mark.parametrize("lesson", [0, 4, 11, 13])
 def test_show_map_titles_and_highlights(lesson, tmp_path):
     fig = viz.show_map(lesson)
     assert fig.axes[0].get_title().startswith(f"Lesson {lesson:02d}")
@@ -216,5 +220,5 @@ def test_show_map_titles_and_highlights(lesson, tmp_path):
 
 
 def test_show_map_rejects_bad_lesson():
-    with pytest.raises(ValueError, match="0..12"):
-        viz.show_map(13)
+    with pytest.raises(ValueError, match="0..14"):
+        viz.show_map(15)

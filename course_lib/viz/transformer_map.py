@@ -74,13 +74,15 @@ LESSON_TITLES: dict[int, str] = {
     10: "train a translator",
     11: "train a tiny GPT",
     12: "a real pretrained model",
+    13: "from GPT-2 to a modern LLM",
+    14: "a real chat LLM",
 }
 
 LESSON_HIGHLIGHTS: dict[int, tuple[str, ...]] = {
     0: MAP_PARTS,
     1: PART_GROUPS["embeddings"],
     2: PART_GROUPS["positional_encoding"],
-    3: PART_GROUPS["attention"],
+    3: ("encoder_self_attention",),  # one head of self-attention; masks are lesson 04, cross-attention lesson 08
     4: ("decoder_masked_self_attention",),
     5: PART_GROUPS["attention"],
     6: PART_GROUPS["feed_forward"] + PART_GROUPS["add_norm"],
@@ -99,8 +101,29 @@ LESSON_HIGHLIGHTS: dict[int, tuple[str, ...]] = {
         "softmax",
     ),
     12: ("input_embedding", "input_positional_encoding") + ENCODER_PARTS,
+    # Lesson 13 swaps parts of the decoder-only model: the tokenizer (byte-level BPE) behind the embedding,
+    # positions (RoPE, now inside attention), the norms (RMSNorm), attention (grouped-query) and the MLP (SwiGLU).
+    13: (
+        "output_embedding",
+        "output_positional_encoding",
+        "decoder_masked_self_attention",
+        "decoder_add_norm_1",
+        "decoder_feed_forward",
+        "decoder_add_norm_3",
+    ),
+    # Lesson 14 runs a whole real decoder-only model, output layer included.
+    14: (
+        "output_embedding",
+        "output_positional_encoding",
+        "decoder_masked_self_attention",
+        "decoder_add_norm_1",
+        "decoder_feed_forward",
+        "decoder_add_norm_3",
+        "linear",
+        "softmax",
+    ),
 }
-"""Lesson number (0..12) -> the parts its map highlights."""
+"""Lesson number (0..14) -> the parts its map highlights."""
 
 _PART_STYLE = {  # kind of box -> its strong fill colour
     "embedding": "#f5b7c5",
@@ -446,11 +469,11 @@ def draw_transformer_map(highlight=(), title=None, ax=None, show_shapes=True):
 
 
 def show_map(lesson: int):
-    """The "you are here" map of ``lesson`` (0..12), its parts highlighted, titled with the lesson.
+    """The "you are here" map of ``lesson`` (0..14), its parts highlighted, titled with the lesson.
 
     The notebook calls ``plt.show()`` afterwards. Returns the ``Figure``.
     """
     if isinstance(lesson, bool) or not isinstance(lesson, int) or lesson not in LESSON_HIGHLIGHTS:
-        raise ValueError(f"show_map: lesson must be an int in 0..12, got {lesson!r}")
+        raise ValueError(f"show_map: lesson must be an int in 0..{max(LESSON_HIGHLIGHTS)}, got {lesson!r}")
     title = f"Lesson {lesson:02d}: {LESSON_TITLES[lesson]}"
     return draw_transformer_map(LESSON_HIGHLIGHTS[lesson], title=title)
