@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 LESSONS = {
+    "00": "00_pytorch_primer.ipynb",
     "01": "01_tokens_and_embeddings.ipynb",
     "02": "02_positional_encoding.ipynb",
     "03": "03_self_attention.ipynb",
@@ -33,6 +34,9 @@ LESSONS = {
     "07": "07_encoder.ipynb",
     "08": "08_decoder.ipynb",
     "09": "09_generation.ipynb",
+    "10": "10_train_a_translator.ipynb",
+    "11": "11_train_a_tiny_gpt.ipynb",
+    "12": "12_pretrained_model.ipynb",
     "13": "13_modern_llm.ipynb",
 }
 CHECK_CALL = re.compile(r"^from course_lib\.checks import (check_\w+)\n\n(check_\w+)\(\w+\)$", re.MULTILINE)
