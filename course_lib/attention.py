@@ -10,12 +10,33 @@ import math
 import torch
 
 from course_lib._validation import (
+    HALF_PRECISION,
+    broadcast_shape,
     require_bool_mask,
     require_broadcastable,
+    require_float_tensor,
     require_min_rank,
     require_size,
     shape_text,
 )
+
+
+def check_attention_mask(
+    where: str, mask: torch.Tensor, scores_shape, device: torch.device, expected: str = "(..., T_q, T_k)"
+) -> None:
+    """Raise unless ``mask`` is a bool tensor (True = may attend) that broadcasts *to* the scores' shape.
+
+    ``MultiHeadAttention`` calls it before choosing its readable or fused path, so both
+    paths accept and refuse exactly the same masks.
+
+    Built in lesson 04 (masking).
+    """
+    require_bool_mask(where, "mask", mask, f"broadcastable to {expected}")
+    require_broadcastable(where, "mask", mask, scores_shape, expected)
+    if mask.device != device:
+        raise ValueError(
+            f"{where}: mask is on {mask.device} but the scores are on {device}; move it with mask.to({str(device)!r})"
+        )
 
 
 def scaled_dot_product_attention(
@@ -23,6 +44,7 @@ def scaled_dot_product_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
+    stages: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(Q K^T / sqrt(d_k)) V, one step at a time.
 
@@ -32,6 +54,9 @@ def scaled_dot_product_attention(
         v: values (..., T_k, d_v)
         mask: optional bool tensor broadcastable to (..., T_q, T_k);
             **True = may attend**, False = blocked (its score becomes -inf).
+        stages: optional dict that receives every step, each (..., T_q, T_k): ``"scores"``
+            (Q K^T), ``"scaled"``, ``"masked"`` and ``"weights"``; ``course_lib.activations``
+            uses it to record what attention computed.
 
     Returns:
         output (..., T_q, d_v) and weights (..., T_q, T_k).
@@ -48,20 +73,42 @@ def scaled_dot_product_attention(
     require_min_rank(where, "q", q, "(..., T_q, d_k)", 2)
     require_min_rank(where, "k", k, "(..., T_k, d_k)", 2)
     require_min_rank(where, "v", v, "(..., T_k, d_v)", 2)
+    require_float_tensor(where, "q", q, "(..., T_q, d_k)")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(
+            f"{where}: q, k and v must share one floating-point dtype, got {q.dtype}, {k.dtype} and {v.dtype}; "
+            "convert them with .to(q.dtype)"
+        )
+    if k.device != q.device or v.device != q.device:
+        raise ValueError(f"{where}: q, k and v must be on one device, got {q.device}, {k.device} and {v.device}")
     d_k = q.shape[-1]
+    if d_k == 0:
+        raise ValueError(f"{where}: q must be (..., T_q, d_k) with d_k >= 1, got {shape_text(q)}")
     require_size(where, "k", k, -1, d_k, f"(..., T_k, d_k) with d_k={d_k} like q {shape_text(q)}")
     T_k = k.shape[-2]
     require_size(where, "v", v, -2, T_k, f"(..., T_k, d_v) with T_k={T_k} like k {shape_text(k)}")
+    batch = broadcast_shape(q.shape[:-2], k.shape[:-2])  # the "..." of the scores
+    if batch is None or broadcast_shape(batch, v.shape[:-2]) is None:
+        raise ValueError(
+            f"{where}: the leading (batch, head) dimensions of q {shape_text(q)}, k {shape_text(k)} and "
+            f"v {shape_text(v)} must match (or be 1 to broadcast); did you mix up two batches?"
+        )
+    if mask is not None:
+        check_attention_mask(where, mask, (*batch, q.shape[-2], T_k), q.device)
+
+    dtype = q.dtype
+    if dtype in HALF_PRECISION:
+        # float16 overflows above 65504: compute the scores and the softmax in float32, as PyTorch's kernels do.
+        q, k, v = q.float(), k.float(), v.float()
 
     scores = q @ k.transpose(-2, -1)  # (..., T_q, T_k)
-    scores = scores / math.sqrt(d_k)  # (..., T_q, T_k)
+    scaled = scores / math.sqrt(d_k)  # (..., T_q, T_k)
 
+    masked = scaled
     if mask is not None:
-        require_bool_mask(where, "mask", mask, "broadcastable to (..., T_q, T_k)")
-        require_broadcastable(where, "mask", mask, scores.shape, "(..., T_q, T_k)")
-        scores = scores.masked_fill(~mask, float("-inf"))  # blocked keys get -inf
+        masked = scaled.masked_fill(~mask, float("-inf"))  # blocked keys get -inf
 
-    weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k), each row sums to 1
+    weights = torch.softmax(masked, dim=-1)  # (..., T_q, T_k), each row sums to 1
 
     if mask is not None:
         # A row with every key blocked is all -inf, and softmax gives 0/0 = NaN there.
@@ -69,4 +116,6 @@ def scaled_dot_product_attention(
         weights = weights.masked_fill(~mask, 0.0)  # (..., T_q, T_k)
 
     output = weights @ v  # (..., T_q, d_v)
-    return output, weights
+    if stages is not None:
+        stages.update(scores=scores, scaled=scaled, masked=masked, weights=weights)
+    return output.to(dtype), weights.to(dtype)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_lib._validation import require_positive_int, require_rank, require_size
+from course_lib._validation import (
+    as_float,
+    require_dtype,
+    require_float_tensor,
+    require_positive_int,
+    require_rank,
+    require_size,
+    shape_text,
+)
 from course_lib.feedforward import FeedForward
 from course_lib.multihead import KVCache, MultiHeadAttention
 from course_lib.normalization import LayerNorm
@@ -38,8 +46,13 @@ class DecoderLayer(nn.Module):
         self_attn.attention_weights: (B, n_heads, T, T)
         cross_attn.attention_weights: (B, n_heads, T, S)
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps the residual stream:
+    ``residual_in``, ``residual_after_self_attn``, ``residual_after_cross_attn`` and ``residual_out``.
+
     Built in lesson 08 (decoder).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(
         self,
@@ -52,6 +65,8 @@ class DecoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
+        d_model = require_positive_int("DecoderLayer", "d_model", d_model)
+        dropout = as_float("DecoderLayer", "dropout", dropout, "a probability in [0, 1]", low=0.0, high=1.0)
         self.d_model = d_model
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
@@ -87,17 +102,38 @@ class DecoderLayer(nn.Module):
         require_size(where, "x", x, -1, self.d_model, expected)
         require_rank(where, "memory", memory, f"(B, S, d_model) with d_model={self.d_model}", 3)
         require_size(where, "memory", memory, -1, self.d_model, f"(B, S, d_model) with d_model={self.d_model}")
+        require_float_tensor(where, "x", x, expected)
+        require_dtype(where, "x", x, self.norm1.weight.dtype, "the layer's weights")
+        require_dtype(where, "memory", memory, self.norm1.weight.dtype, "the layer's weights")
+        if memory.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"{where}: x and memory must share B, got {shape_text(x)} and {shape_text(memory)}; "
+                "each target sequence reads the encoder output of its own source"
+            )
+        if cache is not None and not isinstance(cache, DecoderLayerCache):
+            raise ValueError(f"{where}: cache must be a DecoderLayerCache or None, got {type(cache).__name__}")
         self_cache = cache.self_attn if cache is not None else None
         cross_cache = cache.cross_attn if cache is not None else None
         if self.norm_first:
-            x = x + self._self_attention_block(self.norm1(x), self_mask, self_cache)  # (B, T, d_model)
-            x = x + self._cross_attention_block(self.norm2(x), memory, memory_mask, cross_cache)  # (B, T, d_model)
-            x = x + self._feed_forward_block(self.norm3(x))  # (B, T, d_model)
+            after_self = x + self._self_attention_block(self.norm1(x), self_mask, self_cache)  # (B, T, d_model)
+            after_cross = after_self + self._cross_attention_block(
+                self.norm2(after_self), memory, memory_mask, cross_cache
+            )  # (B, T, d_model)
+            out = after_cross + self._feed_forward_block(self.norm3(after_cross))  # (B, T, d_model)
         else:
-            x = self.norm1(x + self._self_attention_block(x, self_mask, self_cache))  # (B, T, d_model)
-            x = self.norm2(x + self._cross_attention_block(x, memory, memory_mask, cross_cache))  # (B, T, d_model)
-            x = self.norm3(x + self._feed_forward_block(x))  # (B, T, d_model)
-        return x
+            after_self = self.norm1(x + self._self_attention_block(x, self_mask, self_cache))  # (B, T, d_model)
+            after_cross = self.norm2(
+                after_self + self._cross_attention_block(after_self, memory, memory_mask, cross_cache)
+            )  # (B, T, d_model)
+            out = self.norm3(after_cross + self._feed_forward_block(after_cross))  # (B, T, d_model)
+        if self.recorder is not None:  # the residual stream before and after each sublayer
+            self.recorder(
+                residual_in=x,
+                residual_after_self_attn=after_self,
+                residual_after_cross_attn=after_cross,
+                residual_out=out,
+            )
+        return out
 
 
 class Decoder(nn.Module):
@@ -123,7 +159,7 @@ class Decoder(nn.Module):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
-        require_positive_int("Decoder", "n_layers", n_layers)
+        n_layers = require_positive_int("Decoder", "n_layers", n_layers)
         self.d_model = d_model
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, n_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
@@ -143,6 +179,11 @@ class Decoder(nn.Module):
         memory_mask: torch.Tensor | None = None,
         cache: list[DecoderLayerCache] | None = None,
     ) -> torch.Tensor:
+        if cache is not None and not isinstance(cache, list | tuple):
+            raise ValueError(
+                f"Decoder.forward: cache must be a list of {len(self.layers)} layer caches from new_cache(), "
+                f"got {type(cache).__name__}"
+            )
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"Decoder.forward: cache must hold {len(self.layers)} layer caches, got {len(cache)}")
         for index, layer in enumerate(self.layers):

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from course_lib._validation import require_positive_int, require_rank
+from course_lib._validation import INTEGER_DTYPES, require_positive_int, require_rank
 
 
 def embedding_lookup(token_ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -28,14 +28,20 @@ def embedding_lookup(token_ids: torch.Tensor, table: torch.Tensor) -> torch.Tens
     where = "embedding_lookup"
     require_rank(where, "table", table, "(V, d_model)", 2)
     require_rank(where, "token_ids", token_ids, "(B, T) or (T,)", (1, 2))
-    if token_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError(f"{where}: token_ids must be an integer tensor, got dtype {token_ids.dtype}")
-    V = table.shape[0]
-    if token_ids.numel() and (token_ids.min() < 0 or token_ids.max() >= V):
+    if token_ids.dtype not in INTEGER_DTYPES:
         raise ValueError(
-            f"{where}: token ids must lie in [0, V) with V={V}, "
-            f"got values from {int(token_ids.min())} to {int(token_ids.max())}"
+            f"{where}: token_ids must be an integer tensor (int64, int32, int16, int8 or uint8), "
+            f"got dtype {token_ids.dtype}"
         )
+    if token_ids.device != table.device:
+        raise ValueError(f"{where}: token_ids are on {token_ids.device} but the table is on {table.device}")
+    V = table.shape[0]
+    if token_ids.numel():
+        low, high = torch.stack((token_ids.min(), token_ids.max())).tolist()  # one device sync, not two
+        if low < 0 or high >= V:
+            raise ValueError(f"{where}: token ids must lie in [0, V) with V={V}, got values from {low} to {high}")
+    if token_ids.dtype not in (torch.int64, torch.int32):
+        token_ids = token_ids.long()  # a uint8 index would be read as a bool mask; int8/int16 are not indices
     return table[token_ids]  # (B, T, d_model)
 
 
@@ -53,8 +59,8 @@ class TokenEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int, scale: bool = True):
         super().__init__()
-        require_positive_int("TokenEmbedding", "vocab_size", vocab_size)
-        require_positive_int("TokenEmbedding", "d_model", d_model)
+        vocab_size = require_positive_int("TokenEmbedding", "vocab_size", vocab_size)
+        d_model = require_positive_int("TokenEmbedding", "d_model", d_model)
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.scale = math.sqrt(d_model) if scale else 1.0

@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_lib._validation import require_positive_int, require_rank, require_size
+from course_lib._validation import (
+    as_float,
+    require_dtype,
+    require_float_tensor,
+    require_positive_int,
+    require_rank,
+    require_size,
+)
 from course_lib.feedforward import FeedForward
 from course_lib.multihead import KVCache, MultiHeadAttention
 from course_lib.normalization import LayerNorm
@@ -26,11 +33,16 @@ class EncoderLayer(nn.Module):
     (B, n_heads, T, T): ``padding_mask(ids, pad_id)`` for an encoder, ``causal_mask(T)``
     for a decoder-only model (a GPT block is this layer with a causal mask).
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps the residual stream:
+    ``residual_in``, ``residual_after_self_attn`` and ``residual_out``.
+
     Shapes:
         x: (B, T, d_model) -> (B, T, d_model)
 
     Built in lesson 07 (encoder).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(
         self,
@@ -43,6 +55,8 @@ class EncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
+        d_model = require_positive_int("EncoderLayer", "d_model", d_model)
+        dropout = as_float("EncoderLayer", "dropout", dropout, "a probability in [0, 1]", low=0.0, high=1.0)
         self.d_model = d_model
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
@@ -65,13 +79,17 @@ class EncoderLayer(nn.Module):
         expected = f"(B, T, d_model) with d_model={self.d_model}"
         require_rank(where, "x", x, expected, 3)
         require_size(where, "x", x, -1, self.d_model, expected)
+        require_float_tensor(where, "x", x, expected)
+        require_dtype(where, "x", x, self.norm1.weight.dtype, "the layer's weights")
         if self.norm_first:
-            x = x + self._self_attention_block(self.norm1(x), mask, kv_cache)  # (B, T, d_model)
-            x = x + self._feed_forward_block(self.norm2(x))  # (B, T, d_model)
+            after_attention = x + self._self_attention_block(self.norm1(x), mask, kv_cache)  # (B, T, d_model)
+            out = after_attention + self._feed_forward_block(self.norm2(after_attention))  # (B, T, d_model)
         else:
-            x = self.norm1(x + self._self_attention_block(x, mask, kv_cache))  # (B, T, d_model)
-            x = self.norm2(x + self._feed_forward_block(x))  # (B, T, d_model)
-        return x
+            after_attention = self.norm1(x + self._self_attention_block(x, mask, kv_cache))  # (B, T, d_model)
+            out = self.norm2(after_attention + self._feed_forward_block(after_attention))  # (B, T, d_model)
+        if self.recorder is not None:  # the residual stream before and after each sublayer
+            self.recorder(residual_in=x, residual_after_self_attn=after_attention, residual_out=out)
+        return out
 
 
 class Encoder(nn.Module):
@@ -100,7 +118,7 @@ class Encoder(nn.Module):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
-        require_positive_int("Encoder", "n_layers", n_layers)
+        n_layers = require_positive_int("Encoder", "n_layers", n_layers)
         self.d_model = d_model
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, n_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)

@@ -52,6 +52,28 @@ def _require_causal_language_model(where: str, model) -> None:
         )
 
 
+def _require_encoder_decoder(where: str, model) -> None:
+    """Raise unless ``model`` is an encoder-decoder like course_lib's ``Transformer``."""
+    config = getattr(model, "config", None)
+    has_config = isinstance(getattr(config, "tgt_vocab_size", None), int) and isinstance(
+        getattr(config, "pad_id", None), int
+    )
+    has_parts = all(callable(getattr(model, name, None)) for name in ("encode", "decode")) and callable(
+        getattr(getattr(model, "decoder", None), "new_cache", None)
+    )
+    if not (has_config and has_parts):
+        raise ValueError(
+            f"{where}: model must be an encoder-decoder such as course_lib's Transformer "
+            f"(encode, decode, decoder.new_cache(), config.tgt_vocab_size and config.pad_id), "
+            f"got {type(model).__name__}; for a decoder-only GPT or Llama use generate"
+        )
+
+
+def _token_id(where: str, name: str, value, vocab_size: int) -> int:
+    """``value`` as an int token id in [0, vocab_size)."""
+    return as_int(where, name, value, minimum=0, maximum=vocab_size - 1)
+
+
 def next_token_probs(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -80,7 +102,9 @@ def next_token_probs(
         raise ValueError(f"{where}: logits must be a float tensor (..., V), got dtype {logits.dtype}")
     V = logits.shape[-1]
     if V == 0:
-        raise ValueError(f"{where}: logits must be (..., V) with V >= 1 (one logit per token), got {shape_text(logits)}")
+        raise ValueError(
+            f"{where}: logits must be (..., V) with V >= 1 (one logit per token), got {shape_text(logits)}"
+        )
     temperature = as_float(where, "temperature", temperature, ">= 0 (a finite number; 0 is greedy)", low=0.0)
     if top_k is not None:
         top_k = as_int(where, "top_k", top_k, minimum=1)
@@ -179,7 +203,21 @@ def generate(
     where = "generate"
     _require_causal_language_model(where, model)
     require_rank(where, "prompt_ids", prompt_ids, "(B, T) token ids", 2, hint="add a batch dimension")
-    require_positive_int(where, "max_new_tokens", max_new_tokens)
+    if prompt_ids.dtype not in INTEGER_DTYPES:
+        raise ValueError(f"{where}: prompt_ids must be integer token ids (B, T), got dtype {prompt_ids.dtype}")
+    if prompt_ids.shape[1] == 0:
+        raise ValueError(f"{where}: prompt_ids must hold at least one token per row, got {shape_text(prompt_ids)}")
+    max_new_tokens = require_positive_int(where, "max_new_tokens", max_new_tokens)
+    temperature = as_float(where, "temperature", temperature, ">= 0 (a finite number; 0 is greedy)", low=0.0)
+    if top_k is not None:
+        top_k = as_int(where, "top_k", top_k, minimum=1)
+    if top_p is not None:
+        top_p = as_float(where, "top_p", top_p, "in (0, 1] or None", low=0.0, low_open=True, high=1.0)
+    if eos_id is not None:
+        eos_id = as_int(where, "eos_id", eos_id)  # an id outside the vocabulary never comes: no early stop
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{where}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+    prompt_ids = prompt_ids.long()  # (B, T); the generated ids are int64
     context_length = model.config.context_length
     if use_cache and prompt_ids.shape[1] + max_new_tokens > context_length:
         raise ValueError(
@@ -231,8 +269,11 @@ def greedy_decode(
     Built in lesson 09 (output layer and generation).
     """
     where = "greedy_decode"
+    _require_encoder_decoder(where, model)
     require_rank(where, "src_ids", src_ids, "(B, S) token ids", 2, hint="add a batch dimension")
-    require_positive_int(where, "max_len", max_len)
+    max_len = require_positive_int(where, "max_len", max_len)
+    bos_id = _token_id(where, "bos_id", bos_id, model.config.tgt_vocab_size)
+    eos_id = as_int(where, "eos_id", eos_id)  # an id outside the vocabulary never comes: run max_len steps
     was_training = model.training
     model.eval()
     pad_id = model.config.pad_id
@@ -262,6 +303,8 @@ def length_penalty(length: int, alpha: float) -> float:
 
     Built in lesson 09 (output layer and generation).
     """
+    length = as_int("length_penalty", "length", length, minimum=0)
+    alpha = as_float("length_penalty", "alpha", alpha)
     return ((5 + length) / 6) ** alpha
 
 
@@ -288,11 +331,15 @@ def beam_search(
     Built in lesson 09 (output layer and generation).
     """
     where = "beam_search"
+    _require_encoder_decoder(where, model)
     require_rank(where, "src_ids", src_ids, "(1, S) token ids: one sentence at a time", 2)
     if src_ids.shape[0] != 1:
         raise ValueError(f"{where}: src_ids must be (1, S), one sentence at a time, got {shape_text(src_ids)}")
-    require_positive_int(where, "beam_size", beam_size)
-    require_positive_int(where, "max_len", max_len)
+    beam_size = require_positive_int(where, "beam_size", beam_size)
+    max_len = require_positive_int(where, "max_len", max_len)
+    bos_id = _token_id(where, "bos_id", bos_id, model.config.tgt_vocab_size)
+    eos_id = as_int(where, "eos_id", eos_id)  # an id outside the vocabulary never comes: run max_len steps
+    alpha = as_float(where, "alpha", alpha, "a finite number (GNMT uses 0.6; 0 turns the penalty off)")
     was_training = model.training
     model.eval()
     memory, src_mask = model.encode(src_ids)  # (1, S, d_model), (1, 1, 1, S)

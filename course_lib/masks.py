@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from course_lib._validation import require_positive_int, require_rank
+from course_lib._validation import (
+    INTEGER_DTYPES,
+    as_int,
+    broadcast_shape,
+    require_positive_int,
+    require_rank,
+    shape_text,
+)
 
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -22,7 +29,7 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
 
     Built in lesson 04 (masking).
     """
-    require_positive_int("causal_mask", "T", T)
+    T = require_positive_int("causal_mask", "T", T)
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()  # (T, T)
 
 
@@ -38,8 +45,12 @@ def padding_mask(token_ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     require_rank(
         "padding_mask", "token_ids", token_ids, "(B, T)", 2, hint="add a batch dimension with ids.unsqueeze(0)"
     )
-    if token_ids.is_floating_point():
+    if token_ids.dtype not in INTEGER_DTYPES:
         raise ValueError(f"padding_mask: token_ids must be integer ids (B, T), got dtype {token_ids.dtype}")
+    pad_id = as_int("padding_mask", "pad_id", pad_id)
+    info = torch.iinfo(token_ids.dtype)
+    if not info.min <= pad_id <= info.max:  # no id of this dtype can equal it: nothing is padding
+        return torch.ones_like(token_ids, dtype=torch.bool)[:, None, None, :]  # (B, 1, 1, T)
     is_real = token_ids != pad_id  # (B, T)
     return is_real[:, None, None, :]  # (B, 1, 1, T)
 
@@ -59,6 +70,14 @@ def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise ValueError(f"combine_masks: mask {index} must be a bool tensor (True = may attend), got {got}")
+    if broadcast_shape(*(mask.shape for mask in present)) is None:
+        shapes = ", ".join(shape_text(mask) for mask in present)
+        raise ValueError(
+            f"combine_masks: the masks must broadcast to one common shape, got {shapes}; "
+            "each dimension must be equal or 1 (e.g. causal (T, T) with padding (B, 1, 1, T))"
+        )
+    if len({mask.device for mask in present}) > 1:
+        raise ValueError(f"combine_masks: the masks must be on one device, got {[str(m.device) for m in present]}")
     combined = present[0]
     for mask in present[1:]:
         combined = combined & mask  # broadcast shape
@@ -75,5 +94,7 @@ def mask_to_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> 
     """
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         raise ValueError("mask_to_additive: mask must be a bool tensor (True = may attend)")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"mask_to_additive: dtype must be a floating-point dtype (it holds -inf), got {dtype!r}")
     additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
     return additive.masked_fill(~mask, float("-inf"))

@@ -105,12 +105,17 @@ class MultiHeadAttention(nn.Module):
     materialising the (T_q, T_k) weights, so faster for training; ``.attention_weights``
     is then None. ``tests/test_fast_path.py`` proves the two paths equal.
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps q, k, v, every stage
+    of the scores, the heads, the merged heads and the output (see that module).
+
     Shapes:
         query (B, T_q, d_model), key/value (B, T_k, d_model) -> (B, T_q, d_model)
         attention_weights: (B, n_heads, T_q, T_k)
 
     Built in lesson 05 (multi-head attention).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
@@ -191,8 +196,9 @@ class MultiHeadAttention(nn.Module):
             if kv_cache is not None:
                 k, v = kv_cache.update(k, v)  # (B, n_heads, T_past + T_k, d_head)
 
+        stages = {} if self.recorder is not None else None  # the score stages, kept only while recording
         if self.need_weights:
-            heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, n_heads, T_q, d_head)
+            heads, weights = scaled_dot_product_attention(q, k, v, mask, stages)  # (B, n_heads, T_q, d_head)
             self.attention_weights = weights.detach()  # (B, n_heads, T_q, T_k)
             if self.training and self.dropout.p > 0:
                 # Dropout on the weights, then recombine the values (as nn.MultiheadAttention does).
@@ -205,7 +211,12 @@ class MultiHeadAttention(nn.Module):
             )  # (B, n_heads, T_q, d_head)
             self.attention_weights = None
 
-        return self.w_o(merge_heads(heads))  # (B, T_q, d_model)
+        merged = merge_heads(heads)  # (B, T_q, d_model)
+        output = self.w_o(merged)  # (B, T_q, d_model)
+        if self.recorder is not None:
+            kv_head = torch.arange(self.n_heads, device=q.device)  # (n_heads,): head h reads keys/values h
+            self.recorder(q=q, k=k, v=v, kv_head=kv_head, **stages, heads=heads, merged=merged, output=output)
+        return output
 
 
 def repeat_kv_heads(x: torch.Tensor, n_repeats: int) -> torch.Tensor:
@@ -254,6 +265,10 @@ class GroupedQueryAttention(nn.Module):
     switches to ``F.scaled_dot_product_attention`` (same outputs and gradients, no weights
     kept; ``tests/test_llama.py`` proves them equal).
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps q and k before and after
+    RoPE, k and v per key/value head, which key/value head each query head reads
+    (``kv_head``), every stage of the scores, the heads, the merged heads and the output.
+
     Shapes:
         x (B, T, d_model) -> (B, T, d_model)
         w_q: d_model -> n_heads * d_head; w_k, w_v: d_model -> n_kv_heads * d_head;
@@ -261,6 +276,8 @@ class GroupedQueryAttention(nn.Module):
 
     Built in lesson 13 (from GPT-2 to a modern LLM).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(
         self,
@@ -325,21 +342,29 @@ class GroupedQueryAttention(nn.Module):
         q = split_heads(self.w_q(x), self.n_heads)  # (B, n_heads, T, d_head)
         k = split_heads(self.w_k(x), self.n_kv_heads)  # (B, n_kv_heads, T, d_head)
         v = split_heads(self.w_v(x), self.n_kv_heads)  # (B, n_kv_heads, T, d_head)
+        if self.recorder is not None:
+            self.recorder(q_before_rope=q, k_before_rope=k)
         q = self._rope(q, positions)  # (B, n_heads, T, d_head)
         k = self._rope(k, positions)  # (B, n_kv_heads, T, d_head), rotated once, cached rotated
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)  # (B, n_kv_heads, T_past + T, d_head): only n_kv_heads are stored
-        k = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head)
-        v = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
+        keys = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head): the keys of each query head
+        values = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
         mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_k): query i sees keys 0 .. T_past + i
 
+        stages = {} if self.recorder is not None else None  # the score stages, kept only while recording
         if self.need_weights:
-            heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, n_heads, T, d_head)
+            heads, weights = scaled_dot_product_attention(q, keys, values, mask, stages)  # (B, n_heads, T, d_head)
             self.attention_weights = weights.detach()  # (B, n_heads, T, T_k)
         else:
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, n_heads, T, d_head)
+            heads = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, n_heads, T, d_head)
             self.attention_weights = None
-        return self.w_o(merge_heads(heads))  # (B, T, d_model)
+        merged = merge_heads(heads)  # (B, T, d_model)
+        output = self.w_o(merged)  # (B, T, d_model)
+        if self.recorder is not None:
+            kv_head = torch.arange(self.n_heads, device=x.device) // self.n_repeats  # (n_heads,)
+            self.recorder(q=q, k=k, v=v, kv_head=kv_head, **stages, heads=heads, merged=merged, output=output)
+        return output
 
 
 def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:

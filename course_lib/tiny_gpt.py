@@ -9,7 +9,6 @@ Built in lesson 11 (train a tiny GPT).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -19,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from course_lib.data.grammar import (
     ROLE_AGREEMENT,
@@ -34,6 +32,14 @@ from course_lib.data.grammar import (
 from course_lib.generation import generate
 from course_lib.models import GPT, GPTConfig
 from course_lib.tokenization import BOS_ID, EOS_ID, PAD_ID, WordTokenizer
+from course_lib.training import (
+    CheckpointError,
+    check_checkpoint_keys,
+    default_checkpoint_dir,
+    language_model_cross_entropy,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 # ----------------------------------------------------------------------------------------
 # From sentences to tensors, and per-token losses
@@ -65,7 +71,7 @@ def language_model_loss(model, ids: torch.Tensor) -> torch.Tensor:
     """
     inputs, targets = ids[:, :-1], ids[:, 1:]  # (B, T) each
     logits = model(inputs)  # (B, T, V)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD_ID)
+    return language_model_cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD_ID)
 
 
 @torch.no_grad()
@@ -177,8 +183,10 @@ class TrigramModel:
 # The tiny GPT: recipe, batches, training, checkpoint
 # ----------------------------------------------------------------------------------------
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_DIR = default_checkpoint_dir()
+"""The course folder's ``checkpoints/`` (or, after ``pip install .``, the copy shipped in the package)."""
 CHECKPOINT_NAME = "tiny_gpt"
+REBUILD_TINY_GPT = "python -m course_lib.train gpt"
 SNAPSHOT_PREFIX = "snapshot."
 EXAMPLE_SENTENCE = (
     "if the dog that the cats chase sleeps ( the girls that sing near the river laugh ) , then the child runs ."
@@ -345,8 +353,6 @@ def train_gpt_checkpoint(
 
     Built in lesson 11 (train a tiny GPT).
     """
-    from safetensors.torch import save_file
-
     from course_lib.training import train
 
     if time_limit_s <= 0:
@@ -378,7 +384,7 @@ def train_gpt_checkpoint(
     wall_start = time.perf_counter()
     seconds_per_step, seconds_per_eval = _time_step_and_eval(recipe, tokenizer.vocab_size, batches, evaluate)
     calibration_seconds = time.perf_counter() - wall_start
-    budget = time_limit_s - calibration_seconds
+    budget = max(time_limit_s - calibration_seconds, 0.001)  # a slow machine may spend it all on timing
     cost_per_step = seconds_per_step + seconds_per_eval / recipe.eval_every  # evaluations included
     steps = max(1, int(0.97 * (budget - seconds_per_eval) / cost_per_step))
     print(f"timing: {seconds_per_step * 1000:.0f} ms per step -> {steps} steps planned for {time_limit_s:.0f} s")
@@ -448,7 +454,6 @@ def train_gpt_checkpoint(
     for step, maps in history.snapshots:
         weights[f"{SNAPSHOT_PREFIX}{step:06d}"] = maps.half().contiguous()  # float16: plenty for a picture
     weights_path = out_dir / f"{CHECKPOINT_NAME}.safetensors"
-    save_file(weights, str(weights_path))
     info = {
         "recipe": asdict(recipe),
         "gpt_config": asdict(model.config),
@@ -468,7 +473,7 @@ def train_gpt_checkpoint(
         "snapshot_steps": [step for step, _ in history.snapshots],
         "history": history.to_dict(),
     }
-    (out_dir / f"{CHECKPOINT_NAME}.json").write_text(json.dumps(info, indent=1))
+    info = save_checkpoint(out_dir, CHECKPOINT_NAME, weights, info)  # also records the weights' SHA-256
     size_mb = weights_path.stat().st_size / 1e6
     print(f"saved {weights_path} ({size_mb:.2f} MB) and {CHECKPOINT_NAME}.json")
     return info
@@ -479,16 +484,29 @@ def load_tiny_gpt(directory=CHECKPOINT_DIR) -> tuple[GPT, WordTokenizer, dict]:
 
     ``model`` is in eval mode; ``info`` is the content of ``tiny_gpt.json`` plus
     ``info["snapshots"]``, a list of ``(step, attention maps (n_layers, n_heads, T, T))``.
-    """
-    from safetensors.torch import load_file
 
+    A missing, damaged (SHA-256 differs from the JSON's), unreadable or mismatched file raises a
+    ``CheckpointError`` (a ``ValueError``; ``CheckpointNotFoundError`` for a missing file) that
+    names the file and says how to rebuild it.
+    """
+    where = "load_tiny_gpt"
     directory = Path(directory)
-    info = json.loads((directory / f"{CHECKPOINT_NAME}.json").read_text())
-    tokenizer = WordTokenizer(info["vocabulary"])
-    model = GPT(GPTConfig(**info["gpt_config"]))
-    tensors = load_file(str(directory / f"{CHECKPOINT_NAME}.safetensors"))
+    tensors, info = load_checkpoint(where, directory, CHECKPOINT_NAME, REBUILD_TINY_GPT, ("gpt_config", "vocabulary"))
+    json_path = directory / f"{CHECKPOINT_NAME}.json"
+    try:
+        config = GPTConfig(**info["gpt_config"])
+        tokenizer = WordTokenizer(info["vocabulary"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{where}: {json_path} holds an invalid gpt_config or vocabulary ({error}); "
+            f"rebuild it with `{REBUILD_TINY_GPT}`"
+        ) from None
+    model = GPT(config)
     weights = {name: t for name, t in tensors.items() if not name.startswith(SNAPSHOT_PREFIX)}
-    if model.config.tie_weights:
+    tied = ("lm_head.weight",) if config.tie_weights else ()
+    weights_path = directory / f"{CHECKPOINT_NAME}.safetensors"
+    check_checkpoint_keys(where, weights_path, REBUILD_TINY_GPT, model, weights, tied)
+    if config.tie_weights:
         weights["lm_head.weight"] = weights["token_embedding.weight"]
     model.load_state_dict(weights, strict=True)
     model.eval()

@@ -16,7 +16,6 @@ Built in lesson 10 (train a translator).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -38,14 +37,22 @@ from course_lib.data.translation import (
 from course_lib.generation import greedy_decode
 from course_lib.models import Transformer, TransformerConfig
 from course_lib.tokenization import PAD_ID
-from course_lib.training import History, label_smoothed_cross_entropy, train
+from course_lib.training import (
+    CheckpointError,
+    History,
+    check_checkpoint_keys,
+    default_checkpoint_dir,
+    label_smoothed_cross_entropy,
+    load_checkpoint,
+    read_checkpoint_info,
+    save_checkpoint,
+    train,
+    verify_file_hash,
+)
 
 TRANSLATOR_NAME = "translator"
-
-
-def default_checkpoint_dir() -> Path:
-    """The repository's ``checkpoints/`` folder (next to the ``course_lib`` package)."""
-    return Path(__file__).resolve().parent.parent / "checkpoints"
+REBUILD_TRANSLATOR = "python -m course_lib.train translator"
+SNAPSHOTS_FILE = f"{TRANSLATOR_NAME}_snapshots.safetensors"
 
 
 # ---------------------------------------------------------------- the recipe
@@ -187,20 +194,26 @@ def cross_attention(model: Transformer, source: torch.Tensor, target: torch.Tens
 # ---------------------------------------------------------------- saving and loading
 
 
+def _tied_names(config: TransformerConfig) -> tuple[str, ...]:
+    """Weights stored once because they are tied to another one."""
+    return ("output.weight",) if config.tie_output else ()
+
+
 def save_translator(directory: Path, run: TranslatorRun, recipe: TranslatorRecipe) -> None:
-    """Write ``translator.safetensors`` (float16 weights), ``translator.json`` (config,
-    vocabularies, history, facts) and ``translator_snapshots.safetensors``."""
+    """Write ``translator.safetensors`` (float16 weights), ``translator_snapshots.safetensors`` and
+    ``translator.json`` (config, vocabularies, history, facts, and the SHA-256 of both weight files)."""
     from safetensors.torch import save_file
 
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = run.model
     state = model.state_dict()
     weights = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in state.items()}
-    weights.pop("output.weight", None)  # tied to the target embedding: stored once
-    save_file(weights, str(directory / f"{TRANSLATOR_NAME}.safetensors"))
+    for name in _tied_names(model.config):
+        weights.pop(name)  # tied to the target embedding: stored once
     save_file(
         {"cross_attention": run.snapshots.to(torch.float16).contiguous(), "steps": torch.tensor(run.snapshot_steps)},
-        str(directory / f"{TRANSLATOR_NAME}_snapshots.safetensors"),
+        str(directory / SNAPSHOTS_FILE),
     )
     info = {
         "model_config": asdict(model.config),
@@ -211,9 +224,7 @@ def save_translator(directory: Path, run: TranslatorRun, recipe: TranslatorRecip
         "history": run.history.to_dict(),
         "facts": run.facts,
     }
-    (directory / f"{TRANSLATOR_NAME}.json").write_text(
-        json.dumps(info, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-    )
+    save_checkpoint(directory, TRANSLATOR_NAME, weights, info, hashed=(SNAPSHOTS_FILE,))
 
 
 def load_translator(directory: Path | str | None = None) -> tuple[Transformer, dict]:
@@ -221,25 +232,33 @@ def load_translator(directory: Path | str | None = None) -> tuple[Transformer, d
 
     Returns ``(model, info)``: the model in eval mode, and the dict written by
     ``save_translator`` (``info["facts"]`` holds the measured accuracies).
-    """
-    from safetensors.torch import load_file
 
+    A missing, damaged (SHA-256 differs from the JSON's), unreadable or mismatched file raises a
+    ``CheckpointError`` (a ``ValueError``; ``CheckpointNotFoundError`` for a missing file) that
+    names the file and says how to rebuild it.
+    """
+    where = "load_translator"
     directory = Path(directory) if directory is not None else default_checkpoint_dir()
+    required = ("model_config", "source_vocabulary", "target_vocabulary")
+    weights, info = load_checkpoint(where, directory, TRANSLATOR_NAME, REBUILD_TRANSLATOR, required)
     json_path = directory / f"{TRANSLATOR_NAME}.json"
-    if not json_path.exists():
-        raise FileNotFoundError(
-            f"load_translator: {json_path} not found; rebuild it with `python -m course_lib.train translator`"
-        )
-    info = json.loads(json_path.read_text(encoding="utf-8"))
     if info["source_vocabulary"] != english_vocabulary().id_to_token or (
         info["target_vocabulary"] != chinese_vocabulary().id_to_token
     ):
-        raise ValueError("load_translator: the checkpoint's vocabularies differ from course_lib.data.translation's")
-    model = Transformer(TransformerConfig(**info["model_config"]))
-    weights = load_file(str(directory / f"{TRANSLATOR_NAME}.safetensors"))
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
-    if unexpected or [name for name in missing if name != "output.weight"]:
-        raise ValueError(f"load_translator: weights do not fit the model: missing {missing}, unexpected {unexpected}")
+        raise CheckpointError(
+            f"{where}: the vocabularies in {json_path} differ from course_lib.data.translation's; "
+            f"rebuild the checkpoint with `{REBUILD_TRANSLATOR}`"
+        )
+    try:
+        config = TransformerConfig(**info["model_config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{where}: {json_path} holds an invalid model_config ({error}); rebuild it with `{REBUILD_TRANSLATOR}`"
+        ) from None
+    model = Transformer(config)
+    weights_path = directory / f"{TRANSLATOR_NAME}.safetensors"
+    check_checkpoint_keys(where, weights_path, REBUILD_TRANSLATOR, model, weights, tied=_tied_names(config))
+    model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)  # tied weights come along
     model.eval()
     return model, info
 
@@ -250,10 +269,25 @@ def load_translator_snapshots(directory: Path | str | None = None) -> tuple[list
     Shapes:
         -> steps (n_snapshots,), weights (n_snapshots, n_layers, n_sentences, n_heads, T, S) float32
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    where = "load_translator_snapshots"
     directory = Path(directory) if directory is not None else default_checkpoint_dir()
-    tensors = load_file(str(directory / f"{TRANSLATOR_NAME}_snapshots.safetensors"))
+    info = read_checkpoint_info(where, directory, TRANSLATOR_NAME, REBUILD_TRANSLATOR)
+    path = directory / SNAPSHOTS_FILE
+    verify_file_hash(where, path, info.get(f"{SNAPSHOTS_FILE}_sha256"), REBUILD_TRANSLATOR)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"{where}: {path} cannot be read ({error}); rebuild it with `{REBUILD_TRANSLATOR}`"
+        ) from None
+    if set(tensors) != {"steps", "cross_attention"}:
+        raise CheckpointError(
+            f"{where}: {path} must hold 'steps' and 'cross_attention', got {sorted(tensors)}; "
+            f"rebuild it with `{REBUILD_TRANSLATOR}`"
+        )
     return tensors["steps"].tolist(), tensors["cross_attention"].float()
 
 

@@ -16,17 +16,30 @@ Built in lesson 10 (train a translator); reused in lesson 11 (train a tiny GPT).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validation import require_choice, require_rank, require_size, shape_text
+from course_lib._validation import (
+    HALF_PRECISION,
+    INTEGER_DTYPES,
+    as_float,
+    as_int,
+    require_choice,
+    require_positive_int,
+    require_rank,
+    require_size,
+    shape_text,
+)
 
 SCHEDULES = ("cosine", "inverse_sqrt")
 
@@ -106,16 +119,11 @@ def lr_at(
     """
     where = "lr_at"
     require_choice(where, "schedule", schedule, SCHEDULES)
-    if step < 0:
-        raise ValueError(f"{where}: step must be >= 0, got {step}")
-    if warmup_steps < 0:
-        raise ValueError(f"{where}: warmup_steps must be >= 0, got {warmup_steps}")
-    if total_steps <= 0:
-        raise ValueError(f"{where}: total_steps must be > 0, got {total_steps}")
-    if peak_lr <= 0:
-        raise ValueError(f"{where}: peak_lr must be > 0, got {peak_lr}")
-    if not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"{where}: min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+    step = as_int(where, "step", step, minimum=0)
+    warmup_steps = as_int(where, "warmup_steps", warmup_steps, minimum=0)
+    total_steps = require_positive_int(where, "total_steps", total_steps)
+    peak_lr = as_float(where, "peak_lr", peak_lr, "a finite number > 0", low=0.0, low_open=True)
+    min_lr_ratio = as_float(where, "min_lr_ratio", min_lr_ratio, "in [0, 1]", low=0.0, high=1.0)
 
     if step < warmup_steps:
         return peak_lr * (step + 1) / (warmup_steps + 1)
@@ -149,20 +157,73 @@ def label_smoothed_cross_entropy(
     """
     where = "label_smoothed_cross_entropy"
     require_rank(where, "logits", logits, "(N, V)", 2, hint="flatten with logits.reshape(-1, V)")
+    if not logits.is_floating_point():
+        raise ValueError(f"{where}: logits must be a float tensor (N, V), got dtype {logits.dtype}")
     require_rank(where, "targets", targets, "(N,)", 1, hint="flatten with targets.reshape(-1)")
     require_size(where, "targets", targets, 0, logits.shape[0], f"(N,) with N={logits.shape[0]} like logits")
-    if targets.is_floating_point():
-        raise ValueError(f"{where}: targets must be integer class ids, got dtype {targets.dtype} {shape_text(targets)}")
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"{where}: smoothing must be in [0, 1), got {smoothing}")
+    smoothing = as_float(where, "smoothing", smoothing, "in [0, 1)", low=0.0, high=1.0, high_open=True)
+    keep = check_targets(where, targets, logits.shape[1], ignore_index)  # (N,)
 
-    keep = targets != ignore_index  # (N,)
-    log_probs = F.log_softmax(logits[keep], dim=-1)  # (N_kept, V)
-    safe_targets = targets[keep]  # (N_kept,)
+    work = logits.float() if logits.dtype in HALF_PRECISION else logits  # log-softmax in float32 for half logits
+    log_probs = F.log_softmax(work[keep], dim=-1)  # (N_kept, V)
+    safe_targets = targets[keep].long()  # (N_kept,); gather wants int64 indices
     nll = -log_probs.gather(1, safe_targets.unsqueeze(1)).squeeze(1)  # (N_kept,)
     uniform = -log_probs.mean(dim=-1)  # (N_kept,)  cross-entropy against the uniform distribution
     per_token = (1.0 - smoothing) * nll + smoothing * uniform  # (N_kept,)
-    return per_token.mean()
+    return per_token.mean().to(logits.dtype)
+
+
+def check_targets(where: str, targets: torch.Tensor, V: int, ignore_index: int = -100) -> torch.Tensor:
+    """Check class targets (N,) for a loss over V classes; return the mask of targets that count.
+
+    Every target must be an integer id in [0, V) or ``ignore_index`` (padding), and at least one
+    must count: a mean over no tokens is 0 / 0. An out-of-range target would otherwise be an
+    IndexError (CPU) or a device-side assert (GPU) deep inside the loss.
+
+    Shapes:
+        targets (N,) -> keep (N,) bool
+
+    Built in lesson 10 (train a translator).
+    """
+    if targets.dtype not in INTEGER_DTYPES:
+        raise ValueError(f"{where}: targets must be integer class ids, got dtype {targets.dtype} {shape_text(targets)}")
+    ignore_index = as_int(where, "ignore_index", ignore_index)
+    if V == 0:
+        raise ValueError(f"{where}: logits must be (N, V) with V >= 1 classes, got V=0")
+    keep = targets != ignore_index  # (N,)
+    out_of_range = keep & ((targets < 0) | (targets >= V))  # (N,)
+    any_out_of_range, any_kept = torch.stack((out_of_range.any(), keep.any())).tolist()  # one device sync
+    if any_out_of_range:
+        bad = targets[out_of_range]
+        raise ValueError(
+            f"{where}: targets must be class ids in [0, V) with V={V} (or ignore_index={ignore_index}), "
+            f"got values from {int(bad.min())} to {int(bad.max())}; do the targets match the model's vocabulary?"
+        )
+    if not any_kept:
+        raise ValueError(
+            f"{where}: every target is ignore_index={ignore_index} (padding), so there is nothing to average; "
+            "the batch has no real tokens"
+        )
+    return keep
+
+
+def language_model_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """``F.cross_entropy`` over (N, V) logits with its targets checked first (``check_targets``).
+
+    Shapes:
+        logits (N, V), targets (N,) -> scalar
+
+    Built in lesson 11 (train a tiny GPT).
+    """
+    where = "language_model_cross_entropy"
+    require_rank(where, "logits", logits, "(N, V)", 2, hint="flatten with logits.reshape(-1, V)")
+    if not logits.is_floating_point():
+        raise ValueError(f"{where}: logits must be a float tensor (N, V), got dtype {logits.dtype}")
+    require_rank(where, "targets", targets, "(N,)", 1, hint="flatten with targets.reshape(-1)")
+    require_size(where, "targets", targets, 0, logits.shape[0], f"(N,) with N={logits.shape[0]} like logits")
+    check_targets(where, targets, logits.shape[1], ignore_index)
+    work = logits.float() if logits.dtype in HALF_PRECISION else logits
+    return F.cross_entropy(work, targets.long(), ignore_index=ignore_index).to(logits.dtype)
 
 
 def train(
@@ -202,15 +263,41 @@ def train(
     Built in lesson 10 (train a translator); reused in lesson 11.
     """
     where = "train"
-    if not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"{where}: steps must be a positive int, got {steps!r}")
+    steps = require_positive_int(where, "steps", steps)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{where}: model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, function in (("next_batch", next_batch), ("loss_fn", loss_fn)):
+        if not callable(function):
+            raise ValueError(f"{where}: {name} must be a function, got {type(function).__name__}")
     require_choice(where, "schedule", schedule, SCHEDULES)
+    peak_lr = as_float(where, "peak_lr", peak_lr, "a finite number > 0", low=0.0, low_open=True)
+    warmup_steps = as_int(where, "warmup_steps", warmup_steps, minimum=0)
+    weight_decay = as_float(where, "weight_decay", weight_decay, "a finite number >= 0", low=0.0)
+    if grad_clip is not None:
+        grad_clip = as_float(where, "grad_clip", grad_clip, "a finite number >= 0 or None (0 or None: off)", low=0.0)
+    eval_every = as_int(where, "eval_every", eval_every, minimum=0)
+    snapshot_every = as_int(where, "snapshot_every", snapshot_every, minimum=0)
+    log_every = as_int(where, "log_every", log_every, minimum=0)
+    seed = as_int(where, "seed", seed, minimum=0)
+    min_lr_ratio = as_float(where, "min_lr_ratio", min_lr_ratio, "in [0, 1]", low=0.0, high=1.0)
+    if time_limit_s is not None:
+        time_limit_s = as_float(
+            where,
+            "time_limit_s",
+            time_limit_s,
+            "a number of seconds > 0 or None",
+            low=0.0,
+            low_open=True,
+            allow_inf=True,
+        )
     if eval_every and evaluate is None:
         raise ValueError(f"{where}: eval_every={eval_every} needs an evaluate function")
     if schedule_by_time and time_limit_s is None:
         raise ValueError(f"{where}: schedule_by_time=True needs a time_limit_s")
     if snapshot_every and snapshot is None:
         raise ValueError(f"{where}: snapshot_every={snapshot_every} needs a snapshot function")
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ValueError(f"{where}: model has no trainable parameters (requires_grad=True) to train")
 
     from tqdm.auto import tqdm  # imported here so the module loads fast
 
@@ -257,6 +344,11 @@ def train(
 
         batch = next_batch(step)
         loss = loss_fn(model, batch)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            got = shape_text(loss) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"{where}: loss_fn must return a scalar tensor (0-d), got {got}; average it with .mean()")
+        if not loss.requires_grad:
+            raise ValueError(f"{where}: the loss from loss_fn is not connected to the model's parameters (no gradient)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None and grad_clip > 0:
@@ -268,10 +360,17 @@ def train(
         out_of_time = time_limit_s is not None and time.perf_counter() - start >= time_limit_s
         is_last = done == steps or out_of_time
         if done % max(log_every, 1) == 0 or is_last or step == 0:
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                bar.close()
+                raise ValueError(
+                    f"{where}: the loss became {loss_value} at step {done} (learning rate {lr:.3g}); training "
+                    "diverged: lower peak_lr, raise warmup_steps, or keep grad_clip on"
+                )
             history.steps.append(done)
-            history.train_loss.append(loss.item())
+            history.train_loss.append(loss_value)
             history.lr.append(lr)
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         if eval_every and done % eval_every == 0 and not is_last:
             run_eval(done)
         if snapshot_every and done % snapshot_every == 0 and not is_last:
@@ -287,3 +386,179 @@ def train(
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+# ---------------------------------------------------------------- checkpoint files (lessons 10 and 11)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_CHECKPOINT_DIR = _PACKAGE_DIR.parent / "checkpoints"
+"""``checkpoints/`` in the course folder, where the lessons and ``python -m course_lib.train`` keep them."""
+PACKAGED_CHECKPOINT_DIR = _PACKAGE_DIR / "checkpoints"
+"""The copy a wheel ships inside the package (``pip install .``): see setup.py."""
+WEIGHTS_HASH_KEY = "weights_sha256"
+"""The key, in a checkpoint's JSON file, of the SHA-256 of its ``.safetensors`` file."""
+
+
+def default_checkpoint_dir() -> Path:
+    """Where the shipped checkpoints are.
+
+    Running from the course folder (a clone, or ``pip install -e .``), that is its
+    ``checkpoints/`` folder; from a regular install (``pip install .``), the copy shipped
+    inside the package. Without either, the course folder's path (loading then says which
+    file is missing and how to rebuild it).
+    """
+    in_course_folder = (_PACKAGE_DIR.parent / "pyproject.toml").is_file() and SOURCE_CHECKPOINT_DIR.is_dir()
+    if not in_course_folder and PACKAGED_CHECKPOINT_DIR.is_dir():
+        return PACKAGED_CHECKPOINT_DIR
+    return SOURCE_CHECKPOINT_DIR
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, damaged, or not fitting the model.
+
+    The message names the file and the command that rebuilds it.
+    """
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint file that does not exist (both a ``ValueError`` and a ``FileNotFoundError``)."""
+
+
+def file_sha256(path: Path | str) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    directory: Path | str, name: str, tensors: Mapping[str, torch.Tensor], info: dict, hashed: tuple[str, ...] = ()
+) -> dict:
+    """Write ``name.safetensors`` and ``name.json``; the JSON records the weights' SHA-256.
+
+    ``hashed`` names other files already written in ``directory`` whose SHA-256 goes into the
+    JSON too, under ``"<file name>_sha256"`` (e.g. the translator's attention snapshots).
+    Returns the info dictionary as written.
+
+    Built in lesson 10 (train a translator); reused in lesson 11.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_path = directory / f"{name}.safetensors"
+    save_file({key: tensor.detach().contiguous() for key, tensor in tensors.items()}, str(weights_path))
+    info = {**info, WEIGHTS_HASH_KEY: file_sha256(weights_path)}
+    for file_name in hashed:
+        info[f"{file_name}_sha256"] = file_sha256(directory / file_name)
+    text = json.dumps(info, ensure_ascii=False, indent=1) + "\n"
+    (directory / f"{name}.json").write_text(text, encoding="utf-8")
+    return info
+
+
+def _not_found(where: str, path: Path, rebuild: str) -> CheckpointNotFoundError:
+    return CheckpointNotFoundError(f"{where}: {path} not found; rebuild the checkpoint with `{rebuild}`")
+
+
+def verify_file_hash(where: str, path: Path, expected: object, rebuild: str) -> None:
+    """Raise ``CheckpointError`` unless ``path`` exists and its SHA-256 is ``expected``."""
+    if not path.is_file():
+        raise _not_found(where, path, rebuild)
+    if not isinstance(expected, str):
+        raise CheckpointError(
+            f"{where}: the JSON next to {path} records no SHA-256 for it, so its integrity cannot be checked; "
+            f"rebuild the checkpoint with `{rebuild}` (the training code records it)"
+        )
+    actual = file_sha256(path)
+    if actual != expected:
+        raise CheckpointError(
+            f"{where}: {path} is damaged or was replaced: its SHA-256 is {actual[:16]}..., but its JSON "
+            f"records {expected[:16]}...; restore it (e.g. `git checkout -- {path.name}` in its folder) "
+            f"or rebuild it with `{rebuild}`"
+        )
+
+
+def read_checkpoint_info(
+    where: str, directory: Path | str, name: str, rebuild: str, required: tuple[str, ...] = ()
+) -> dict:
+    """Read a checkpoint's ``name.json``: a JSON object holding every key in ``required``.
+
+    Built in lesson 10 (train a translator); reused in lesson 11.
+    """
+    json_path = Path(directory) / f"{name}.json"
+    if not json_path.is_file():
+        raise _not_found(where, json_path, rebuild)
+    try:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{where}: {json_path} is not valid JSON ({error}); rebuild it with `{rebuild}`"
+        ) from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{where}: {json_path} must hold a JSON object; rebuild it with `{rebuild}`")
+    missing = [key for key in required if key not in info]
+    if missing:
+        raise CheckpointError(f"{where}: {json_path} lacks {missing}; rebuild it with `{rebuild}`")
+    return info
+
+
+def load_checkpoint(
+    where: str, directory: Path | str, name: str, rebuild: str, required: tuple[str, ...] = ()
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read ``name.json`` and ``name.safetensors`` from ``directory``, checking everything that can go wrong.
+
+    * a missing file: ``CheckpointNotFoundError`` (a ``FileNotFoundError`` and a ``ValueError``);
+    * a JSON file that is not valid JSON or lacks a ``required`` key;
+    * a weights file that is empty, truncated or not safetensors, or whose SHA-256 differs from
+      the one its JSON records (damaged bytes), or that holds NaN or infinite values.
+
+    Every error is a ``CheckpointError`` naming the file and ``rebuild``, the command that rebuilds it.
+    Returns ``(tensors, info)``.
+
+    Built in lesson 10 (train a translator); reused in lesson 11.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    info = read_checkpoint_info(where, directory, name, rebuild, required)
+    weights_path = directory / f"{name}.safetensors"
+    if not weights_path.is_file():
+        raise _not_found(where, weights_path, rebuild)
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{where}: {weights_path} cannot be read as safetensors (empty, truncated or another format: {error}); "
+            f"restore it or rebuild it with `{rebuild}`"
+        ) from None
+    verify_file_hash(where, weights_path, info.get(WEIGHTS_HASH_KEY), rebuild)
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{where}: {weights_path} holds NaN or infinite values in {key!r}; rebuild it with `{rebuild}`"
+            )
+    return tensors, info
+
+
+def check_checkpoint_keys(
+    where: str, path: Path, rebuild: str, model: nn.Module, tensors: Mapping[str, torch.Tensor], tied: tuple = ()
+) -> None:
+    """Raise ``CheckpointError`` unless ``tensors`` holds exactly the model's weights (less the ``tied``
+    ones, stored once), each with the model's shape."""
+    expected = {key: value for key, value in model.state_dict().items() if key not in tied}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: {path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{' (and more)' if len(missing) > 5 or len(unexpected) > 5 else ''}; rebuild it with `{rebuild}`"
+        )
+    for key, tensor in tensors.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{where}: {path}: {key} must be {shape_text(expected[key])} for this configuration, "
+                f"got {shape_text(tensor)}; rebuild it with `{rebuild}`"
+            )

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import torch
 
-from course_lib._validation import require_positive_int
+from course_lib._validation import require_positive_int, shape_text
 from course_lib.models import GPT, GPTConfig
 from course_lib.pretrained._loading import check_state_dict as _check_state_dict
 from course_lib.pretrained._loading import load_renamed as _load_renamed
@@ -37,8 +37,24 @@ GPT2_MASK_BUFFERS = {"attn.bias", "attn.masked_bias"}
 _GPT2_BLOCK_PATTERN = re.compile(r"h\.(\d+)\.(.+)")
 
 
-def _strip_gpt2_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name.removeprefix("transformer."): tensor for name, tensor in state_dict.items()}
+def _strip_gpt2_prefix(where: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the ``transformer.`` prefix; a name present both with and without it is ambiguous."""
+    stripped = {}
+    for name, tensor in state_dict.items():
+        short = name.removeprefix("transformer.")
+        if short in stripped:
+            raise ValueError(
+                f"{where}: state_dict holds both 'transformer.{short}' and '{short}'; it mixes two checkpoints "
+                "(one with the 'transformer.' prefix, one without): keep only one of them"
+            )
+        stripped[short] = tensor
+    return stripped
+
+
+def _require_matrix(where: str, name: str, tensor: torch.Tensor, expected: str) -> None:
+    """Raise unless a GPT-2 tensor is 2-D (the error names the tensor and its shape)."""
+    if tensor.dim() != 2:
+        raise ValueError(f"{where}: {name} must be {expected}, got {shape_text(tensor)}")
 
 
 def _gpt2_tensor(where: str, weights: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -59,19 +75,29 @@ def gpt2_config_from_weights(state_dict: Mapping[str, torch.Tensor], n_heads: in
 
     Built in lesson 12 (a real pretrained model).
     """
-    where = "gpt2_config_from_weights"
+    return _config_from_weights("gpt2_config_from_weights", state_dict, n_heads)
+
+
+def _config_from_weights(where: str, state_dict: Mapping[str, torch.Tensor], n_heads: int) -> GPTConfig:
+    """``gpt2_config_from_weights``, with errors that name ``where`` (the function the learner called)."""
     _check_state_dict(where, state_dict)
-    require_positive_int(where, "n_heads", n_heads)
-    weights = _strip_gpt2_prefix(state_dict)
-    V, d_model = _gpt2_tensor(where, weights, "wte.weight").shape
-    context_length = _gpt2_tensor(where, weights, "wpe.weight").shape[0]
+    n_heads = require_positive_int(where, "n_heads", n_heads)
+    weights = _strip_gpt2_prefix(where, state_dict)
+    wte = _gpt2_tensor(where, weights, "wte.weight")
+    _require_matrix(where, "wte.weight", wte, "(V, d_model)")
+    V, d_model = wte.shape
+    wpe = _gpt2_tensor(where, weights, "wpe.weight")
+    _require_matrix(where, "wpe.weight", wpe, "(context_length, d_model)")
+    context_length = wpe.shape[0]
     layer_indices = {int(m.group(1)) for m in map(_GPT2_BLOCK_PATTERN.fullmatch, weights) if m}
     n_layers = len(layer_indices)
     if n_layers == 0 or layer_indices != set(range(n_layers)):
         raise ValueError(
             f"{where}: expected blocks h.0 ... h.N-1 in the state_dict, got indices {sorted(layer_indices)}"
         )
-    d_ff = _gpt2_tensor(where, weights, "h.0.mlp.c_fc.weight").shape[1]  # Conv1D: (d_model, d_ff)
+    c_fc = _gpt2_tensor(where, weights, "h.0.mlp.c_fc.weight")
+    _require_matrix(where, "h.0.mlp.c_fc.weight", c_fc, "(d_model, d_ff) (GPT-2's Conv1D layout)")
+    d_ff = c_fc.shape[1]  # Conv1D: (d_model, d_ff)
     if d_model % n_heads != 0:
         raise ValueError(f"{where}: d_model={d_model} (from wte.weight) is not divisible by n_heads={n_heads}")
     return GPTConfig(
@@ -98,9 +124,13 @@ def gpt2_weights_to_course_lib(state_dict: Mapping[str, torch.Tensor]) -> dict[s
 
     Built in lesson 12 (a real pretrained model).
     """
-    where = "gpt2_weights_to_course_lib"
+    return _weights_to_course_lib("gpt2_weights_to_course_lib", state_dict)
+
+
+def _weights_to_course_lib(where: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``gpt2_weights_to_course_lib``, with errors that name ``where``."""
     _check_state_dict(where, state_dict)
-    weights = _strip_gpt2_prefix(state_dict)
+    weights = _strip_gpt2_prefix(where, state_dict)
     renamed = {}
     for name, tensor in weights.items():
         if name in GPT2_TOP_LEVEL_NAMES:
@@ -118,10 +148,19 @@ def gpt2_weights_to_course_lib(state_dict: Mapping[str, torch.Tensor]) -> dict[s
         part, _, suffix = rest.rpartition(".")
         if suffix not in ("weight", "bias") or (part not in GPT2_BLOCK_NAMES and part != "attn.c_attn"):
             raise ValueError(f"{where}: unexpected tensor name {name!r}; expected the names of a GPT-2 checkpoint")
-        if part in GPT2_CONV1D_PARTS and suffix == "weight":
+        if suffix == "weight" and part in GPT2_CONV1D_PARTS:
+            _require_matrix(where, name, tensor, "(in, out) (GPT-2's Conv1D layout)")
             tensor = tensor.t()  # (in, out) -> (out, in)
         if part == "attn.c_attn":
-            d_model = tensor.shape[-1] if suffix == "weight" else tensor.shape[0] // 3
+            fused = tensor.shape[0] if tensor.dim() >= 1 else 0
+            if (suffix == "bias" and tensor.dim() != 1) or fused % 3 != 0 or fused == 0:
+                layout = "(d_model, 3 * d_model)" if suffix == "weight" else "(3 * d_model,)"
+                original = shape_text(tensor.t() if suffix == "weight" else tensor)
+                raise ValueError(
+                    f"{where}: {name} must be {layout}: the query, key and value projections side by side, "
+                    f"got {original}"
+                )
+            d_model = fused // 3
             q, k, v = tensor.split(d_model, dim=0)  # 3 x (d_model, d_model) or 3 x (d_model,)
             for course_name, piece in (("w_q", q), ("w_k", k), ("w_v", v)):
                 renamed[f"blocks.{index}.self_attn.{course_name}.{suffix}"] = piece.contiguous()
@@ -145,7 +184,7 @@ def load_gpt2(state_dict: Mapping[str, torch.Tensor], config: GPTConfig | None =
     _check_state_dict(where, state_dict)
     if config is not None and not isinstance(config, GPTConfig):
         raise ValueError(f"{where}: config must be a GPTConfig or None, got {type(config).__name__}")
-    inferred = gpt2_config_from_weights(state_dict, n_heads if config is None else config.n_heads)
+    inferred = _config_from_weights(where, state_dict, n_heads if config is None else config.n_heads)
     if config is None:
         config = inferred
     else:
@@ -156,7 +195,7 @@ def load_gpt2(state_dict: Mapping[str, torch.Tensor], config: GPTConfig | None =
             if given != from_weights:
                 raise ValueError(f"{where}: config.{field}={given}, but the weights have {field}={from_weights}")
 
-    renamed = gpt2_weights_to_course_lib(state_dict)
+    renamed = _weights_to_course_lib(where, state_dict)
     embedding = renamed["token_embedding.weight"]
     if config.tie_weights:
         head = renamed.get("lm_head.weight")
@@ -166,6 +205,8 @@ def load_gpt2(state_dict: Mapping[str, torch.Tensor], config: GPTConfig | None =
     elif "lm_head.weight" not in renamed:
         raise ValueError(f"{where}: config.tie_weights=False needs lm_head.weight (V, d_model) in the state_dict")
 
+    if not embedding.is_floating_point():
+        raise ValueError(f"{where}: wte.weight must hold floating-point weights, got dtype {embedding.dtype}")
     model = GPT(config).to(embedding.dtype)
     _load_renamed(where, model, renamed)
     return model.eval()
