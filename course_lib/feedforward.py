@@ -13,6 +13,8 @@ from torch import nn
 
 from course_lib._validation import (
     require_choice,
+    require_dtype,
+    require_float_tensor,
     require_min_rank,
     require_positive_int,
     require_rank,
@@ -29,11 +31,16 @@ ACTIVATIONS = {
 class FeedForward(nn.Module):
     """linear1 -> activation -> dropout -> linear2, applied to every position on its own.
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps ``pre_activation``,
+    ``hidden`` (after the activation) and ``output``.
+
     Shapes:
         x: (B, T, d_model) -> hidden (B, T, d_ff) -> (B, T, d_model)
 
     Built in lesson 06 (MLP, residual connections and layer norm).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0):
         super().__init__()
@@ -54,9 +61,15 @@ class FeedForward(nn.Module):
         expected = f"(B, T, d_model) with d_model={self.d_model}"
         require_rank(where, "x", x, expected, 3)
         require_size(where, "x", x, -1, self.d_model, expected)
-        hidden = self.activation(self.linear1(x))  # (B, T, d_ff)
+        require_float_tensor(where, "x", x, expected)
+        require_dtype(where, "x", x, self.linear1.weight.dtype, "the module's weights")
+        pre_activation = self.linear1(x)  # (B, T, d_ff)
+        hidden = self.activation(pre_activation)  # (B, T, d_ff)
         self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
-        return self.linear2(self.dropout(hidden))  # (B, T, d_model)
+        output = self.linear2(self.dropout(hidden))  # (B, T, d_model)
+        if self.recorder is not None:
+            self.recorder(pre_activation=pre_activation, hidden=hidden, output=output)
+        return output
 
 
 class SwiGLU(nn.Module):
@@ -69,11 +82,16 @@ class SwiGLU(nn.Module):
     to keep the parameter count comparable. Equal to Hugging Face's ``LlamaMLP``
     (``gate_proj``, ``up_proj``, ``down_proj``).
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps ``gate`` (after SiLU),
+    ``up``, ``hidden`` (their product) and ``output``.
+
     Shapes:
         x: (..., d_model) -> gate, up (..., d_ff) -> (..., d_model)
 
     Built in lesson 13 (from GPT-2 to a modern LLM).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(self, d_model: int, d_ff: int, bias: bool = False):
         super().__init__()
@@ -91,6 +109,13 @@ class SwiGLU(nn.Module):
         expected = f"(..., d_model) with d_model={self.d_model}"
         require_min_rank(where, "x", x, expected, 1)
         require_size(where, "x", x, -1, self.d_model, expected)
-        hidden = F.silu(self.gate(x)) * self.up(x)  # (..., d_ff): the gate scales each hidden feature
+        require_float_tensor(where, "x", x, expected)
+        require_dtype(where, "x", x, self.gate.weight.dtype, "the module's weights")
+        gate = F.silu(self.gate(x))  # (..., d_ff): how much of each hidden feature passes
+        up = self.up(x)  # (..., d_ff)
+        hidden = gate * up  # (..., d_ff): the gate scales each hidden feature
         self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
-        return self.down(hidden)  # (..., d_model)
+        output = self.down(hidden)  # (..., d_model)
+        if self.recorder is not None:
+            self.recorder(gate=gate, up=up, hidden=hidden, output=output)
+        return output
