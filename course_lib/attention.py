@@ -112,8 +112,11 @@ def scaled_dot_product_attention(
 
     if mask is not None:
         # A row with every key blocked is all -inf, and softmax gives 0/0 = NaN there.
-        # Zeroing the blocked entries turns such a row into zeros (other rows are unchanged).
-        weights = weights.masked_fill(~mask, 0.0)  # (..., T_q, T_k)
+        # Zeroing the blocked entries turns such a row into zeros. Other rows are unchanged
+        # (their blocked weights are 0 already), so without such a row (a causal mask) we skip it.
+        some_row_fully_blocked = not mask.any(dim=-1).all()  # checked on the mask: cheap
+        if some_row_fully_blocked:
+            weights = weights.masked_fill(~mask, 0.0)  # (..., T_q, T_k)
 
     output = weights @ v  # (..., T_q, d_v)
     if stages is not None:

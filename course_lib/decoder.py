@@ -40,6 +40,8 @@ class DecoderLayer(nn.Module):
           normally ``causal_mask(T)``, combined with the target's padding mask.
         * ``memory_mask``: bool, broadcastable to (B, n_heads, T, S); normally the
           source's ``padding_mask``.
+        * ``self_is_causal=True`` promises that ``self_mask`` is exactly ``causal_mask(T)``, so
+          the fast path can use PyTorch's causal kernel (see ``MultiHeadAttention``).
 
     Shapes:
         x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)
@@ -79,8 +81,9 @@ class DecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def _self_attention_block(self, x, mask, cache):
-        return self.dropout1(self.self_attn(x, x, x, mask=mask, kv_cache=cache))  # (B, T, d_model)
+    def _self_attention_block(self, x, mask, cache, is_causal=False):
+        attended = self.self_attn(x, x, x, mask=mask, kv_cache=cache, is_causal=is_causal)  # (B, T, d_model)
+        return self.dropout1(attended)  # (B, T, d_model)
 
     def _cross_attention_block(self, x, memory, mask, cache):
         return self.dropout2(self.cross_attn(x, memory, memory, mask=mask, kv_cache=cache))  # (B, T, d_model)
@@ -95,6 +98,7 @@ class DecoderLayer(nn.Module):
         self_mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         cache: DecoderLayerCache | None = None,
+        self_is_causal: bool = False,
     ) -> torch.Tensor:
         where = "DecoderLayer.forward"
         expected = f"(B, T, d_model) with d_model={self.d_model}"
@@ -115,13 +119,17 @@ class DecoderLayer(nn.Module):
         self_cache = cache.self_attn if cache is not None else None
         cross_cache = cache.cross_attn if cache is not None else None
         if self.norm_first:
-            after_self = x + self._self_attention_block(self.norm1(x), self_mask, self_cache)  # (B, T, d_model)
+            after_self = x + self._self_attention_block(
+                self.norm1(x), self_mask, self_cache, self_is_causal
+            )  # (B, T, d_model)
             after_cross = after_self + self._cross_attention_block(
                 self.norm2(after_self), memory, memory_mask, cross_cache
             )  # (B, T, d_model)
             out = after_cross + self._feed_forward_block(self.norm3(after_cross))  # (B, T, d_model)
         else:
-            after_self = self.norm1(x + self._self_attention_block(x, self_mask, self_cache))  # (B, T, d_model)
+            after_self = self.norm1(
+                x + self._self_attention_block(x, self_mask, self_cache, self_is_causal)
+            )  # (B, T, d_model)
             after_cross = self.norm2(
                 after_self + self._cross_attention_block(after_self, memory, memory_mask, cross_cache)
             )  # (B, T, d_model)
@@ -178,6 +186,7 @@ class Decoder(nn.Module):
         self_mask: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         cache: list[DecoderLayerCache] | None = None,
+        self_is_causal: bool = False,
     ) -> torch.Tensor:
         if cache is not None and not isinstance(cache, list | tuple):
             raise ValueError(
@@ -188,7 +197,7 @@ class Decoder(nn.Module):
             raise ValueError(f"Decoder.forward: cache must hold {len(self.layers)} layer caches, got {len(cache)}")
         for index, layer in enumerate(self.layers):
             layer_cache = cache[index] if cache is not None else None
-            x = layer(x, memory, self_mask, memory_mask, layer_cache)  # (B, T, d_model)
+            x = layer(x, memory, self_mask, memory_mask, layer_cache, self_is_causal)  # (B, T, d_model)
         if self.norm is not None:
             x = self.norm(x)  # (B, T, d_model)
         return x

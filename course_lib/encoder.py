@@ -31,7 +31,9 @@ class EncoderLayer(nn.Module):
 
     ``forward(x, mask=None)``: mask is bool, **True = may attend**, broadcastable to
     (B, n_heads, T, T): ``padding_mask(ids, pad_id)`` for an encoder, ``causal_mask(T)``
-    for a decoder-only model (a GPT block is this layer with a causal mask).
+    for a decoder-only model (a GPT block is this layer with a causal mask). ``is_causal=True``
+    promises that the mask is exactly ``causal_mask(T)``, so the fast path can use PyTorch's
+    causal kernel (see ``MultiHeadAttention``).
 
     While ``course_lib.activations.recording`` runs, ``recorder`` keeps the residual stream:
     ``residual_in``, ``residual_after_self_attn`` and ``residual_out``.
@@ -66,14 +68,19 @@ class EncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def _self_attention_block(self, x, mask, kv_cache):
-        return self.dropout1(self.self_attn(x, x, x, mask=mask, kv_cache=kv_cache))  # (B, T, d_model)
+    def _self_attention_block(self, x, mask, kv_cache, is_causal=False):
+        attended = self.self_attn(x, x, x, mask=mask, kv_cache=kv_cache, is_causal=is_causal)  # (B, T, d_model)
+        return self.dropout1(attended)  # (B, T, d_model)
 
     def _feed_forward_block(self, x):
         return self.dropout2(self.ff(x))  # (B, T, d_model)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, kv_cache: KVCache | None = None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        is_causal: bool = False,
     ) -> torch.Tensor:
         where = "EncoderLayer.forward"
         expected = f"(B, T, d_model) with d_model={self.d_model}"
@@ -82,10 +89,14 @@ class EncoderLayer(nn.Module):
         require_float_tensor(where, "x", x, expected)
         require_dtype(where, "x", x, self.norm1.weight.dtype, "the layer's weights")
         if self.norm_first:
-            after_attention = x + self._self_attention_block(self.norm1(x), mask, kv_cache)  # (B, T, d_model)
+            after_attention = x + self._self_attention_block(
+                self.norm1(x), mask, kv_cache, is_causal
+            )  # (B, T, d_model)
             out = after_attention + self._feed_forward_block(self.norm2(after_attention))  # (B, T, d_model)
         else:
-            after_attention = self.norm1(x + self._self_attention_block(x, mask, kv_cache))  # (B, T, d_model)
+            after_attention = self.norm1(
+                x + self._self_attention_block(x, mask, kv_cache, is_causal)
+            )  # (B, T, d_model)
             out = self.norm2(after_attention + self._feed_forward_block(after_attention))  # (B, T, d_model)
         if self.recorder is not None:  # the residual stream before and after each sublayer
             self.recorder(residual_in=x, residual_after_self_attn=after_attention, residual_out=out)

@@ -94,11 +94,16 @@ class LlamaConfig:
 class LlamaBlock(nn.Module):
     """One pre-norm Llama block: ``x + self_attn(attn_norm(x))``, then ``x + mlp(mlp_norm(x))``.
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps the residual stream:
+    ``residual_in``, ``residual_after_self_attn`` and ``residual_out``.
+
     Shapes:
         x: (B, T, d_model) -> (B, T, d_model)
 
     Built in lesson 13 (from GPT-2 to a modern LLM).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -112,8 +117,11 @@ class LlamaBlock(nn.Module):
         self.mlp = SwiGLU(c.d_model, c.d_ff, bias=False)
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.attn_norm(x), kv_cache=kv_cache)  # (B, T, d_model)
-        return x + self.mlp(self.mlp_norm(x))  # (B, T, d_model)
+        after_attention = x + self.self_attn(self.attn_norm(x), kv_cache=kv_cache)  # (B, T, d_model)
+        out = after_attention + self.mlp(self.mlp_norm(after_attention))  # (B, T, d_model)
+        if self.recorder is not None:  # the residual stream before and after each sublayer
+            self.recorder(residual_in=x, residual_after_self_attn=after_attention, residual_out=out)
+        return out
 
 
 class Llama(nn.Module):
@@ -127,11 +135,16 @@ class Llama(nn.Module):
     tokens: earlier keys and values come from the cache, and the new tokens continue the
     positions where the cache stops. Logits come in the dtype of the model's weights.
 
+    While ``course_lib.activations.recording`` runs, ``recorder`` keeps ``token_embeddings``
+    and ``logits`` (the blocks and norms record their own tensors).
+
     Shapes:
         token_ids (B, T) -> logits (B, T, V)
 
     Built in lesson 13 (from GPT-2 to a modern LLM).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -191,9 +204,13 @@ class Llama(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         self._check_inputs(token_ids, cache)
-        x = self.token_embedding(token_ids)  # (B, T, d_model)
+        embeddings = self.token_embedding(token_ids)  # (B, T, d_model)
+        x = embeddings
         for index, block in enumerate(self.blocks):
             block_cache = cache[index] if cache is not None else None
             x = block(x, kv_cache=block_cache)  # (B, T, d_model): each layer places T after its cached tokens
         x = self.final_norm(x)  # (B, T, d_model)
-        return self.lm_head(x)  # (B, T, V)
+        logits = self.lm_head(x)  # (B, T, V)
+        if self.recorder is not None:
+            self.recorder(token_embeddings=embeddings, logits=logits)
+        return logits

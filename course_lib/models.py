@@ -26,7 +26,7 @@ from course_lib.decoder import Decoder, DecoderLayerCache
 from course_lib.embeddings import TokenEmbedding
 from course_lib.encoder import Encoder, EncoderLayer
 from course_lib.feedforward import ACTIVATIONS
-from course_lib.masks import causal_mask, padding_mask
+from course_lib.masks import padding_mask, shared_causal_mask
 from course_lib.multihead import KVCache
 from course_lib.normalization import LayerNorm
 from course_lib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
@@ -169,9 +169,11 @@ class Transformer(nn.Module):
         # Targets are padded on the right, so the causal mask already keeps every real token away
         # from the padding after it; padded positions are ignored by the loss. No target padding
         # mask is needed, and leaving it out makes cached and uncached decoding identical.
-        self_mask = causal_mask(T_total, device=tgt_ids.device)[start:]  # (T_new, T_total)
+        self_mask = shared_causal_mask(T_total, device=tgt_ids.device)[start:]  # (T_new, T_total)
+        is_causal = start == 0  # nothing cached: self_mask is the plain causal mask (the fast path's hint)
         x = self.dropout(self.positional(self.tgt_embedding(tgt_ids), start=start))  # (B, T_new, d_model)
-        logits = self.output(self.decoder(x, memory, self_mask, src_mask, cache))  # (B, T_new, V_tgt)
+        decoded = self.decoder(x, memory, self_mask, src_mask, cache, self_is_causal=is_causal)  # (B, T_new, d)
+        logits = self.output(decoded)  # (B, T_new, V_tgt)
         if self.recorder is not None:
             self.recorder(target_embeddings=x, logits=logits)
         return logits
@@ -297,13 +299,17 @@ class GPT(nn.Module):
                 f"{where}: sequence of {T_total} tokens {shape_text(token_ids)} exceeds "
                 f"context_length={self.config.context_length}"
             )
-        mask = causal_mask(T_total, device=token_ids.device)[start:]  # (T_new, T_total)
+        # The causal mask of the whole context is built once per device; keep the rows of the
+        # new tokens and the columns of every token so far.
+        full_mask = shared_causal_mask(self.config.context_length, token_ids.device)  # (context, context)
+        mask = full_mask[start:T_total, :T_total]  # (T_new, T_total)
+        is_causal = start == 0  # nothing cached: mask is the plain causal mask (the fast path's hint)
         token_embeddings = self.token_embedding(token_ids)  # (B, T_new, d_model)
         embeddings = self.dropout(self.position_embedding(token_embeddings, start=start))  # (B, T_new, d_model)
         x = embeddings
         for index, block in enumerate(self.blocks):
             block_cache = cache[index] if cache is not None else None
-            x = block(x, mask, kv_cache=block_cache)  # (B, T_new, d_model)
+            x = block(x, mask, kv_cache=block_cache, is_causal=is_causal)  # (B, T_new, d_model)
         x = self.final_norm(x)  # (B, T_new, d_model)
         logits = self.lm_head(x)  # (B, T_new, V)
         if self.recorder is not None:

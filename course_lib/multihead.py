@@ -13,7 +13,8 @@ from torch import nn
 
 from course_lib._validation import require_positive_int, require_rank, require_size, shape_text
 from course_lib.attention import check_attention_mask, scaled_dot_product_attention
-from course_lib.masks import causal_mask
+from course_lib.masks import shared_causal_mask
+from course_lib.normalization import LayerNorm, RMSNorm
 from course_lib.rotary import apply_rope
 
 
@@ -100,10 +101,15 @@ class MultiHeadAttention(nn.Module):
     on ``.attention_weights`` (before dropout) for plotting.
 
     ``need_weights`` (default True) chooses the readable path above. Set it to False
-    (for a whole model: ``use_fused_attention(model)``) to call PyTorch's fused kernel
+    (for a whole model: ``use_fast_path(model)``) to call PyTorch's fused kernel
     ``F.scaled_dot_product_attention`` instead: the same function, computed without
     materialising the (T_q, T_k) weights, so faster for training; ``.attention_weights``
     is then None. ``tests/test_fast_path.py`` proves the two paths equal.
+
+    ``is_causal=True`` is a promise, as in PyTorch's own layers, that ``mask`` is exactly
+    ``causal_mask(T)`` with T_q == T_k: the readable path still reads the mask, the fused
+    path then passes ``is_causal=True`` to the kernel, which skips the blocked half of the
+    scores instead of reading a mask. ``GPT`` and ``Transformer`` pass it when it holds.
 
     While ``course_lib.activations.recording`` runs, ``recorder`` keeps q, k, v, every stage
     of the scores, the heads, the merged heads and the output (see that module).
@@ -176,6 +182,17 @@ class MultiHeadAttention(nn.Module):
                 "scaled_dot_product_attention", mask, scores_shape, query.device, "(B, n_heads, T_q, T_k)"
             )
 
+    def _check_causal_promise(self, query, key, mask, kv_cache) -> None:
+        """``is_causal=True``: the mask must be (T, T) for T queries and the same T keys, none cached."""
+        T = query.shape[1]
+        cached = kv_cache is not None and len(kv_cache) > 0
+        if mask is None or tuple(mask.shape) != (T, T) or key.shape[1] != T or cached:
+            raise ValueError(
+                f"MultiHeadAttention.forward: is_causal=True promises that mask is causal_mask(T) with T={T} queries "
+                f"and as many keys, none cached; got mask {'None' if mask is None else shape_text(mask)}, "
+                f"key {shape_text(key)}{' and a filled kv_cache' if cached else ''}"
+            )
+
     def forward(
         self,
         query: torch.Tensor,
@@ -183,9 +200,12 @@ class MultiHeadAttention(nn.Module):
         value: torch.Tensor,
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
+        is_causal: bool = False,
     ) -> torch.Tensor:
         self._check_inputs(query, key, value)
         self._check_cache_and_mask(query, key, mask, kv_cache)  # one check for the readable and the fused path
+        if is_causal:
+            self._check_causal_promise(query, key, mask, kv_cache)
 
         q = split_heads(self.w_q(query), self.n_heads)  # (B, n_heads, T_q, d_head)
         if kv_cache is not None and kv_cache.static and len(kv_cache) > 0:
@@ -206,9 +226,10 @@ class MultiHeadAttention(nn.Module):
         else:
             # The fast path: PyTorch's fused kernel computes the same thing without keeping the weights.
             dropout_p = self.dropout.p if self.training else 0.0
-            heads = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p
-            )  # (B, n_heads, T_q, d_head)
+            if is_causal:  # the plain causal mask: the kernel skips the blocked half instead of reading the mask
+                heads = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            else:
+                heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
             self.attention_weights = None
 
         merged = merge_heads(heads)  # (B, T_q, d_model)
@@ -261,7 +282,7 @@ class GroupedQueryAttention(nn.Module):
         rope_interleaved: RoPE's pair layout (False: Hugging Face's "rotate half").
 
     ``forward(x, kv_cache=None)``. The readable path keeps the last weights on
-    ``.attention_weights`` (B, n_heads, T_q, T_k) for plotting; ``use_fused_attention(model)``
+    ``.attention_weights`` (B, n_heads, T_q, T_k) for plotting; ``use_fast_path(model)``
     switches to ``F.scaled_dot_product_attention`` (same outputs and gradients, no weights
     kept; ``tests/test_llama.py`` proves them equal).
 
@@ -350,14 +371,15 @@ class GroupedQueryAttention(nn.Module):
             k, v = kv_cache.update(k, v)  # (B, n_kv_heads, T_past + T, d_head): only n_kv_heads are stored
         keys = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head): the keys of each query head
         values = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
-        mask = causal_mask(T_past + T, device=x.device)[T_past:]  # (T, T_k): query i sees keys 0 .. T_past + i
 
         stages = {} if self.recorder is not None else None  # the score stages, kept only while recording
         if self.need_weights:
+            # (T, T_k): query i, at position T_past + i, sees keys 0 .. T_past + i
+            mask = shared_causal_mask(T_past + T, device=x.device)[T_past:]
             heads, weights = scaled_dot_product_attention(q, keys, values, mask, stages)  # (B, n_heads, T, d_head)
             self.attention_weights = weights.detach()  # (B, n_heads, T, T_k)
         else:
-            heads = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, n_heads, T, d_head)
+            heads = causal_fused_attention(q, keys, values, T_past)  # (B, n_heads, T, d_head)
             self.attention_weights = None
         merged = merge_heads(heads)  # (B, T, d_model)
         output = self.w_o(merged)  # (B, T, d_model)
@@ -367,16 +389,54 @@ class GroupedQueryAttention(nn.Module):
         return output
 
 
-def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch every ``MultiHeadAttention`` and ``GroupedQueryAttention`` inside ``model`` to
-    the fused fast path (or back).
+def causal_fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T_past: int) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` for T new queries after ``T_past`` cached keys, with
+    the causal mask in its cheapest form (the fast path of ``GroupedQueryAttention``).
 
-    The fused path gives the same outputs and gradients but keeps no attention weights,
-    so use it for training and switch it off before plotting attention.
+    * nothing cached: ``is_causal=True``, the kernel skips the blocked half of the scores;
+    * one new query (a generation step): it may see every key, so there is no mask at all;
+    * several new queries after cached ones: the mask itself, ``causal_mask(T_k)[T_past:]``.
+
+    Shapes:
+        q (B, n_heads, T, d_head), k and v (B, n_heads, T_past + T, d_head) -> (B, n_heads, T, d_head)
+
+    Built in lesson 13 (from GPT-2 to a modern LLM).
+    """
+    T, T_k = q.shape[-2], k.shape[-2]
+    if T_past == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # query i sees keys 0 .. i
+    if T == 1:
+        return F.scaled_dot_product_attention(q, k, v)  # the newest token sees every key
+    mask = shared_causal_mask(T_k, device=q.device)[T_past:]  # (T, T_k): query i sees keys 0 .. T_past + i
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every part of ``model`` that has a fused PyTorch kernel to it (or back).
+
+    * ``MultiHeadAttention`` and ``GroupedQueryAttention``: ``F.scaled_dot_product_attention``
+      (``is_causal=True`` where the mask is the plain causal mask), keeping no weights;
+    * ``LayerNorm``: ``F.layer_norm``; ``RMSNorm``: ``F.rms_norm``.
+
+    (GELU and SiLU are PyTorch's own functions on both paths.) The fast path gives the same
+    outputs and gradients (``tests/test_fast_path.py``) but keeps no attention weights, so use
+    it for training and generation, and switch it off before plotting attention. Returns ``model``.
 
     Built in lesson 09 (output layer and generation): the cost of attention.
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"use_fast_path: model must be a torch.nn.Module, got {type(model).__name__}")
     for module in model.modules():
         if isinstance(module, MultiHeadAttention | GroupedQueryAttention):
             module.need_weights = not enabled
+        elif isinstance(module, LayerNorm | RMSNorm):
+            module.fused = bool(enabled)
     return model
+
+
+def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """The earlier name of ``use_fast_path``: it switches the whole model (attention and norms).
+
+    Built in lesson 09 (output layer and generation): the cost of attention.
+    """
+    return use_fast_path(model, enabled)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_lib._validation import require_min_rank, require_positive_int, require_rank, shape_text
@@ -60,21 +61,29 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     _require_same_float_dtype(where, x, weight=weight, bias=bias)
     x_work = _upcast_half(x)  # float16/bfloat16 -> float32: the variance would overflow in float16
     mean = x_work.mean(dim=-1, keepdim=True)  # (..., 1)
-    variance = ((x_work - mean) ** 2).mean(dim=-1, keepdim=True)  # (..., 1), biased: divide by d
-    x_hat = (x_work - mean) / torch.sqrt(variance + eps)  # (..., d)
+    centered = x_work - mean  # (..., d)
+    variance = (centered**2).mean(dim=-1, keepdim=True)  # (..., 1), biased: divide by d
+    x_hat = centered / torch.sqrt(variance + eps)  # (..., d)
     return (x_hat * weight.to(x_work.dtype) + bias.to(x_work.dtype)).to(x.dtype)  # (..., d)
 
 
 class LayerNorm(nn.Module):
     """``layer_norm`` with a learnable ``weight`` (ones) and ``bias`` (zeros).
 
-    Parameter names match ``nn.LayerNorm`` so weights copy across directly.
+    Parameter names match ``nn.LayerNorm`` so weights copy across directly. While
+    ``course_lib.activations.recording`` runs, ``recorder`` keeps the ``output``.
+
+    ``fused`` (default False) chooses the readable ``layer_norm`` above; ``use_fast_path(model)``
+    sets it to True for PyTorch's fused kernel ``F.layer_norm``: the same function in one
+    kernel (``tests/test_fast_path.py`` proves the two equal).
 
     Shapes:
         x: (..., d_model) -> (..., d_model)
 
     Built in lesson 06 (MLP, residual connections and layer norm).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(self, d_model: int, eps: float = 1e-5):
         super().__init__()
@@ -83,6 +92,7 @@ class LayerNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model))
+        self.fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_min_rank("LayerNorm.forward", "x", x, f"(..., d_model) with d_model={self.d_model}", 1)
@@ -90,7 +100,14 @@ class LayerNorm(nn.Module):
             raise ValueError(
                 f"LayerNorm.forward: x must be (..., d_model) with d_model={self.d_model}, got {shape_text(x)}"
             )
-        return layer_norm(x, self.weight, self.bias, self.eps)  # (..., d_model)
+        if self.fused:  # the fast path: one PyTorch kernel, after the readable path's checks
+            _require_same_float_dtype("layer_norm", x, weight=self.weight, bias=self.bias)
+            output = F.layer_norm(x, (self.d_model,), self.weight, self.bias, self.eps)  # (..., d_model)
+        else:
+            output = layer_norm(x, self.weight, self.bias, self.eps)  # (..., d_model)
+        if self.recorder is not None:
+            self.recorder(output=output)
+        return output
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -131,13 +148,19 @@ class RMSNorm(nn.Module):
     """``rms_norm`` with a learnable ``weight`` (ones) and no bias.
 
     The parameter name matches ``nn.RMSNorm`` and Hugging Face's ``LlamaRMSNorm``, so
-    weights copy across directly.
+    weights copy across directly. While ``course_lib.activations.recording`` runs,
+    ``recorder`` keeps the ``output``.
+
+    ``fused`` (default False) chooses the readable ``rms_norm``; ``use_fast_path(model)`` sets
+    it to True for PyTorch's ``F.rms_norm`` (equal; ``tests/test_fast_path.py``).
 
     Shapes:
         x: (..., d_model) -> (..., d_model)
 
     Built in lesson 13 (from GPT-2 to a modern LLM).
     """
+
+    recorder = None  # None, or the function course_lib.activations.recording hands over
 
     def __init__(self, d_model: int, eps: float = 1e-6):
         super().__init__()
@@ -147,6 +170,7 @@ class RMSNorm(nn.Module):
         self.d_model = d_model
         self.eps = float(eps)
         self.weight = nn.Parameter(torch.ones(d_model))
+        self.fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_min_rank("RMSNorm.forward", "x", x, f"(..., d_model) with d_model={self.d_model}", 1)
@@ -154,7 +178,14 @@ class RMSNorm(nn.Module):
             raise ValueError(
                 f"RMSNorm.forward: x must be (..., d_model) with d_model={self.d_model}, got {shape_text(x)}"
             )
-        return rms_norm(x, self.weight, self.eps)  # (..., d_model)
+        if self.fused:  # the fast path: PyTorch's kernel, after the readable path's checks
+            _require_same_float_dtype("rms_norm", x, weight=self.weight)
+            output = F.rms_norm(x, (self.d_model,), self.weight, self.eps)  # (..., d_model)
+        else:
+            output = rms_norm(x, self.weight, self.eps)  # (..., d_model)
+        if self.recorder is not None:
+            self.recorder(output=output)
+        return output
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"

@@ -16,8 +16,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from course_lib import viz  # noqa: E402
+from course_lib.activations import run_with_record  # noqa: E402
 from course_lib.example import RUNNING_SENTENCE  # noqa: E402
 from course_lib.masks import causal_mask  # noqa: E402
+from course_lib.models import GPT, GPTConfig, Transformer, TransformerConfig  # noqa: E402
+from course_lib.multihead import GroupedQueryAttention, MultiHeadAttention  # noqa: E402
 from course_lib.positional import sinusoidal_positional_encoding  # noqa: E402
 from course_lib.viz import widgets as W  # noqa: E402
 
@@ -260,6 +264,45 @@ def test_step_through_rejects_a_bad_hook():
         W.AttentionStepThrough(sentences=["a b c d"], qkv_fn=qkv_fn)
 
 
+def test_step_through_reads_a_models_record():
+    torch.manual_seed(7)
+    model = GPT(GPTConfig(vocab_size=12, context_length=8, d_model=16, n_heads=2, n_layers=2)).double().eval()
+    sentences = {"a b c d": [3, 4, 5, 6], "b c a": [4, 5, 3]}
+
+    def record_fn(sentence):
+        record = run_with_record(model, torch.tensor([sentences[sentence]]))  # (1, T) -> record
+        return sentence.split(), record.part("blocks.1.self_attn")
+
+    widget = W.AttentionStepThrough(sentences=list(sentences), record_fn=record_fn, stage="softmax")
+    assert widget.controls["causal"].disabled  # the model's own (causal) mask applies
+    widget.controls["head"].value = 1
+    with torch.no_grad():
+        model(torch.tensor([sentences["a b c d"]]))
+    np.testing.assert_array_equal(widget.current_matrix(), model.blocks[1].self_attn.attention_weights[0, 1].numpy())
+    widget.controls["stage"].value = "masked"
+    assert np.isneginf(widget.current_matrix()[0, 1:]).all()
+    widget.controls["sentence"].value = "b c a"
+    assert widget.current_matrix().shape == (3, 3) and widget.last_error is None
+    with pytest.raises(ValueError, match="lacks"):
+        W.AttentionStepThrough(sentences=["a b"], record_fn=lambda s: (s.split(), {"weights": torch.zeros(1, 1, 2, 2)}))
+
+
+def test_qkv_from_attention_reads_the_modules_record():
+    torch.manual_seed(8)
+    attention = MultiHeadAttention(8, 2).double()
+    x = torch.randn(1, 5, 8, dtype=torch.float64)
+    q, k, v = W.qkv_from_attention(attention, x)  # (n_heads, T, d_head) each
+    with torch.no_grad():
+        np.testing.assert_allclose(q.numpy(), attention.w_q(x)[0].view(5, 2, 4).transpose(0, 1).numpy(), atol=1e-12)
+        np.testing.assert_allclose(v.numpy(), attention.w_v(x)[0].view(5, 2, 4).transpose(0, 1).numpy(), atol=1e-12)
+    gqa = GroupedQueryAttention(16, 4, 2).double()
+    q, k, v = W.qkv_from_attention(gqa, torch.randn(6, 16, dtype=torch.float64))
+    assert q.shape == k.shape == v.shape == (4, 6, 4)
+    assert torch.equal(k[0], k[1]) and torch.equal(k[2], k[3])  # query heads 0, 1 share kv head 0
+    with pytest.raises(ValueError, match="qkv_from_attention"):
+        W.qkv_from_attention(torch.nn.Linear(2, 2), x)
+
+
 # ---------------------------------------------------------------------------------------- 3. masks
 
 
@@ -329,6 +372,22 @@ def test_head_grid_accepts_three_dims_and_module_weights():
         W.HeadGrid(weights[0], ["a", "b"], ["a", "b", "c"])
 
 
+def test_head_grid_from_a_record():
+    torch.manual_seed(9)
+    config = TransformerConfig(
+        src_vocab_size=15, tgt_vocab_size=15, d_model=16, n_heads=4, n_encoder_layers=2, n_decoder_layers=3, d_ff=32
+    )
+    model = Transformer(config).eval()
+    src, tgt = torch.tensor([[3, 4, 5, 6, 7]]), torch.tensor([[2, 8, 9]])  # (1, S), (1, T)
+    record = run_with_record(model, src, tgt)
+    grid = W.HeadGrid.from_record(record, list("xyz"), list("abcde"), attention="decoder.layers.{}.cross_attn")
+    assert grid.weights.shape == (3, 4, 3, 5)  # (n_layers, n_heads, T, S)
+    _reset(grid, layer=2, head=3)
+    np.testing.assert_array_equal(grid.current_matrix(), record["decoder.layers.2.cross_attn.weights"][0, 3].numpy())
+    one = W.HeadGrid.from_record(record, list("abcde"), attention="encoder.layers.1.self_attn")
+    assert one.controls["layer"].disabled and one.weights.shape == (1, 4, 5, 5)
+
+
 # ---------------------------------------------------------------------------------------- 5. sampling
 
 
@@ -344,7 +403,7 @@ def test_sampling_top_k_zeroes_the_cut_bars(sampling, sampling_logits):
     np.testing.assert_allclose(heights, expected[sampling.order].numpy(), atol=1e-12)
     assert (heights[4:] == 0).all() and (heights[:4] > 0).all()
     assert sampling.cutoff_line.get_visible() and sampling.cutoff_line.get_xdata()[0] == 3.5
-    assert matplotlib.colors.to_hex(sampling.kept_bars[5].get_facecolor()) == W.viz.GREY
+    assert matplotlib.colors.to_hex(sampling.kept_bars[5].get_facecolor()) == viz.GREY
     assert _png(sampling) != old_png
 
 

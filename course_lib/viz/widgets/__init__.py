@@ -34,10 +34,18 @@ from course_lib.viz.widgets.attention_step_through import (
     sentence_tokens,
 )
 from course_lib.viz.widgets.base import FigureWidget, figure_to_png
-from course_lib.viz.widgets.explainer import DEFAULT_PROMPT, EXPLAINER_STAGES, GPTExplainer
+from course_lib.viz.widgets.explainer import (
+    DEFAULT_PROMPT,
+    EXPLAINER_PANELS,
+    EXPLAINER_STAGES,
+    GPTExplainer,
+    LanguageModelExplainer,
+    readable_tokens,
+)
 from course_lib.viz.widgets.head_grid import HeadGrid
 from course_lib.viz.widgets.mask_explorer import MASK_KINDS, MaskExplorer
 from course_lib.viz.widgets.positional_encoding import PositionalEncodingExplorer
+from course_lib.viz.widgets.rope_explorer import RopeExplorer
 from course_lib.viz.widgets.sampling_explorer import SamplingExplorer
 
 __all__ = [
@@ -47,17 +55,21 @@ __all__ = [
     "AttentionStepThrough",
     "DEFAULT_PROMPT",
     "DEFAULT_SENTENCES",
+    "EXPLAINER_PANELS",
     "EXPLAINER_STAGES",
     "FigureWidget",
     "GPTExplainer",
     "HeadGrid",
+    "LanguageModelExplainer",
     "MASK_KINDS",
     "MaskExplorer",
     "PositionalEncodingExplorer",
+    "RopeExplorer",
     "STAGES",
     "SamplingExplorer",
     "attention_stage",
     "figure_to_png",
     "qkv_from_attention",
+    "readable_tokens",
     "sentence_tokens",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import ipywidgets as widgets
@@ -10,10 +9,10 @@ import numpy as np
 import torch
 
 from course_lib import viz
-from course_lib.attention import scaled_dot_product_attention
+from course_lib.activations import ATTENTION_STAGES, attention_stages, run_with_record
 from course_lib.example import RUNNING_SENTENCE
 from course_lib.masks import causal_mask
-from course_lib.multihead import MultiHeadAttention, split_heads
+from course_lib.multihead import GroupedQueryAttention, MultiHeadAttention
 from course_lib.positional import sinusoidal_positional_encoding
 from course_lib.viz.widgets.base import FigureWidget
 
@@ -59,54 +58,67 @@ class _DefaultAttentionModel:
         return tokens, x.unsqueeze(0)  # (1, T, d_model)
 
 
-def qkv_from_attention(attention: MultiHeadAttention, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-head queries, keys and values of a course_lib ``MultiHeadAttention`` for one sequence.
+def qkv_from_attention(attention, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-head queries, keys and values of a course_lib attention module for one sequence.
+
+    They are read from the record of one forward pass of the module itself (self-attention of
+    ``x``), so they are what the module computes. For a ``GroupedQueryAttention`` the keys and
+    values are given per query head (each query head gets the key/value head it reads).
 
     Shapes:
         x: (1, T, d_model) or (T, d_model) -> q, k, v each (n_heads, T, d_head)
+
+    Built in lesson 03 (self-attention); used in lesson 12 with a real model.
     """
+    if not isinstance(attention, MultiHeadAttention | GroupedQueryAttention):
+        raise ValueError(
+            "qkv_from_attention: attention must be a course_lib MultiHeadAttention or GroupedQueryAttention, "
+            f"got {type(attention).__name__}"
+        )
     if x.dim() == 2:
         x = x.unsqueeze(0)  # (1, T, d_model)
-    with torch.no_grad():
-        q = split_heads(attention.w_q(x), attention.n_heads)[0]  # (n_heads, T, d_head)
-        k = split_heads(attention.w_k(x), attention.n_heads)[0]  # (n_heads, T, d_head)
-        v = split_heads(attention.w_v(x), attention.n_heads)[0]  # (n_heads, T, d_head)
-    return q, k, v
+    if isinstance(attention, GroupedQueryAttention):
+        record = run_with_record(attention, x)
+    else:
+        record = run_with_record(attention, x, x, x)
+    kv_head = record["kv_head"]  # (n_heads,): the key/value head each query head reads
+    return record["q"][0], record["k"][0, kv_head], record["v"][0, kv_head]  # (n_heads, T, d_head) each
+
+
+STAGE_RECORD_NAMES = {
+    "QK^T": "scores",
+    "÷ sqrt(d_k)": "scaled",
+    "masked": "masked",
+    "softmax": "weights",
+    "× V": "heads",
+}
+"""Each stage of ``STAGES`` and the name under which attention records it (``course_lib.activations``)."""
 
 
 def attention_stage(q, k, v, stage: str, causal: bool) -> np.ndarray:
     """The matrix one stage of scaled dot-product attention produces, for one head.
 
-    ``softmax`` and ``× V`` are taken from ``course_lib.attention.scaled_dot_product_attention``.
+    The stage is recorded by ``course_lib.attention.scaled_dot_product_attention`` itself
+    (``course_lib.activations.attention_stages``), never worked out again here.
 
     Shapes:
         q (T_q, d_k), k (T_k, d_k), v (T_k, d_v) -> (T_q, T_k), or (T_q, d_v) for "× V"
+
+    Built in lesson 03 (self-attention).
     """
     if stage not in STAGES:
         raise ValueError(f"attention_stage: stage must be one of {STAGES}, got {stage!r}")
-    d_k = q.shape[-1]
     T_q, T_k = q.shape[-2], k.shape[-2]
     mask = causal_mask(T_q)[:, :T_k] if causal else None  # (T_q, T_k), True = may attend
-    with torch.no_grad():
-        scores = q @ k.transpose(-2, -1)  # (T_q, T_k)
-        if stage == "QK^T":
-            return scores.double().numpy()
-        scaled = scores / math.sqrt(d_k)  # (T_q, T_k)
-        if stage == "÷ sqrt(d_k)":
-            return scaled.double().numpy()
-        if stage == "masked":
-            masked = scaled if mask is None else scaled.masked_fill(~mask, float("-inf"))  # (T_q, T_k)
-            return masked.double().numpy()
-        output, weights = scaled_dot_product_attention(q, k, v, mask)  # (T_q, d_v), (T_q, T_k)
-        return (weights if stage == "softmax" else output).double().numpy()
+    return attention_stages(q, k, v, mask)[STAGE_RECORD_NAMES[stage]].double().numpy()
 
 
 _STAGE_TITLES = {  # plain Unicode, not mathtext: parsing TeX on every redraw would slow the widget down
     "QK^T": "stage 1: scores = Q·Kᵀ",
-    "÷ sqrt(d_k)": "stage 2: Q·Kᵀ / √d_k   (d_k = <DK>)",
-    "masked": "stage 3: Q·Kᵀ / √d_k, set to -inf where the mask blocks",
-    "softmax": "stage 4: weights = softmax(Q·Kᵀ / √d_k), each row sums to 1",
-    "× V": "stage 5: output = softmax(Q·Kᵀ / √d_k) · V",
+    "÷ sqrt(d_k)": "stage 2: Q·Kᵀ / sqrt(d_k)   (d_k = <DK>)",
+    "masked": "stage 3: Q·Kᵀ / sqrt(d_k), set to -inf where the mask blocks",
+    "softmax": "stage 4: weights = softmax(Q·Kᵀ / sqrt(d_k)), each row sums to 1",
+    "× V": "stage 5: output = softmax(Q·Kᵀ / sqrt(d_k)) · V",
 }
 
 
@@ -117,28 +129,32 @@ class AttentionStepThrough(FigureWidget):
     "÷ sqrt(d_k)", "masked", "softmax", "× V"), ``causal`` (apply a causal mask) and
     ``numbers`` (write the values in the cells).
 
-    Where q, k and v come from, in order of precedence:
+    Every matrix shown is read from a record of attention as it ran (``course_lib.activations``),
+    never computed by the widget. Where the record comes from, in order of precedence:
 
-    * ``qkv_fn(sentence) -> (tokens, q, k, v)``: the hook for any model (e.g. a pretrained
-      one in lesson 12); ``tokens`` is a list of T strings and q, k, v are tensors
-      (n_heads, T, d_head).
+    * ``record_fn(sentence) -> (tokens, record)``: the record of one attention module of a model
+      (``run_with_record(model, ...).part("layers.3.self_attn")``), holding ``q``, ``scores``,
+      ``scaled``, ``masked``, ``weights`` and ``heads`` with a leading batch of 1. The model's
+      own mask applies, so the ``causal`` box is disabled.
+    * ``qkv_fn(sentence) -> (tokens, q, k, v)``: ``tokens`` is a list of T strings and q, k, v
+      are tensors (n_heads, T, d_head); the stages are those ``scaled_dot_product_attention``
+      records when it runs on them.
     * ``attention`` (a course_lib ``MultiHeadAttention``) and ``embed(sentence) -> (tokens, x)``
-      with x (1, T, d_model): q, k, v are that module's projections of x, split into heads.
-    * neither: a seeded ``MultiHeadAttention(d_model, n_heads)`` over seeded word embeddings
+      with x (1, T, d_model): the record of ``attention(x, x, x)``.
+    * none of them: a seeded ``MultiHeadAttention(d_model, n_heads)`` over seeded word embeddings
       plus sinusoidal positions of the words of ``sentences`` (default: the running sentence
       and two more).
 
     ``current_matrix()`` is the stage's matrix for the chosen head: (T, T), or (T, d_head) for "× V".
 
-    Example with a real model (lesson 12): any function that returns one layer's per-head
-    queries, keys and values will do, e.g. for layer ``n`` of a course_lib encoder::
+    Example with a real model (lesson 12): the record of one layer of a course_lib encoder::
 
-        def qkv_fn(sentence):
-            tokens, hidden = hidden_states_before_layer(sentence, n)  # your code: (1, T, d_model)
-            q, k, v = qkv_from_attention(encoder.layers[n].self_attn, hidden)  # (n_heads, T, d_head) each
-            return tokens, q, k, v
+        def record_fn(sentence):
+            token_ids, attention_mask = tokenize_batch([sentence], tokenizer)  # (1, T)
+            record = run_with_record(model, token_ids, attention_mask)
+            return tokenizer.encode(sentence).tokens, record.part(f"layers.{n}.self_attn")
 
-        AttentionStepThrough(sentences=["the cat sat on the mat"], qkv_fn=qkv_fn)
+        AttentionStepThrough(sentences=["the cat sat on the mat"], record_fn=record_fn)
     """
 
     def __init__(
@@ -152,67 +168,99 @@ class AttentionStepThrough(FigureWidget):
         qkv_fn: Callable | None = None,
         stage: str = "softmax",
         causal: bool = False,
+        record_fn: Callable | None = None,
     ):
         self.sentences = list(sentences) if sentences is not None else list(DEFAULT_SENTENCES)
         if not self.sentences:
             raise ValueError("AttentionStepThrough: sentences must not be empty")
-        if qkv_fn is not None:
-            self.qkv_fn = qkv_fn
-        elif attention is not None or embed is not None:
-            if attention is None or embed is None:
-                raise ValueError("AttentionStepThrough: pass both attention and embed (or qkv_fn)")
-            self.attention, self.embed = attention, embed
-            self.qkv_fn = self._qkv_from_module
-        else:
-            model = _DefaultAttentionModel(self.sentences, d_model, n_heads, seed)
-            self.attention, self.embed = model.attention, model.embed
-            self.qkv_fn = self._qkv_from_module
-        self._cache: dict[str, tuple] = {}
-        tokens, q, _, _ = self._qkv(self.sentences[0])
-        n_heads = q.shape[0]
+        self.record_fn, self.qkv_fn = record_fn, qkv_fn
+        if record_fn is None and qkv_fn is None:
+            if attention is not None or embed is not None:
+                if attention is None or embed is None:
+                    raise ValueError("AttentionStepThrough: pass both attention and embed (or qkv_fn, or record_fn)")
+                self.attention, self.embed = attention, embed
+            else:
+                model = _DefaultAttentionModel(self.sentences, d_model, n_heads, seed)
+                self.attention, self.embed = model.attention, model.embed
+        self._cache: dict[tuple[str, bool], tuple] = {}
+        _, stages, _ = self._stages(self.sentences[0], causal)
+        n_heads = stages["weights"].shape[0]
         controls = {
             "sentence": widgets.Dropdown(options=self.sentences, value=self.sentences[0], description="sentence"),
             "head": widgets.IntSlider(value=0, min=0, max=n_heads - 1, description="head"),
             "stage": widgets.ToggleButtons(options=STAGES, value=stage, description="stage"),
-            "causal": widgets.Checkbox(value=causal, description="causal mask"),
+            "causal": widgets.Checkbox(value=causal, description="causal mask", disabled=record_fn is not None),
             "numbers": widgets.Checkbox(value=False, description="show numbers"),
         }
         controls["sentence"].layout.width = "420px"
         super().__init__(controls, figsize=(8.5, 6.2))
 
-    def _qkv_from_module(self, sentence: str):
-        tokens, x = self.embed(sentence)
-        q, k, v = qkv_from_attention(self.attention, x)  # (n_heads, T, d_head) each
-        return tokens, q, k, v
+    def _record_of_module(self, sentence: str, causal: bool):
+        """(tokens, attention's record, d_k) from one run of the course_lib module."""
+        tokens, x = self.embed(sentence)  # x: (1, T, d_model)
+        mask = causal_mask(x.shape[1], device=x.device) if causal else None  # (T, T), True = may attend
+        record = run_with_record(self.attention, x, x, x, mask=mask)
+        return tokens, {name: record[name][0] for name in ATTENTION_STAGES}, record["q"].shape[-1]
 
-    def _qkv(self, sentence: str):
-        """(tokens, q, k, v) for a sentence, checked and cached."""
-        if sentence not in self._cache:
-            tokens, q, k, v = self.qkv_fn(sentence)
-            q, k, v = (torch.as_tensor(t).detach() for t in (q, k, v))
-            where = "AttentionStepThrough"
-            for name, tensor in (("q", q), ("k", k), ("v", v)):
-                if tensor.dim() != 3:
-                    raise ValueError(
-                        f"{where}: qkv_fn must return {name} (n_heads, T, d_head), got {tuple(tensor.shape)}"
-                    )
-            if q.shape[1] != len(tokens) or k.shape[1] != len(tokens):
-                raise ValueError(
-                    f"{where}: qkv_fn returned {len(tokens)} tokens but q has T={q.shape[1]} and k has T={k.shape[1]} "
-                    f"(q {tuple(q.shape)}, k {tuple(k.shape)}); return one token per position"
-                )
-            self._cache[sentence] = (list(tokens), q, k, v)
-        return self._cache[sentence]
+    def _record_of_qkv(self, sentence: str, causal: bool):
+        """(tokens, the stages scaled_dot_product_attention records for the hook's q, k, v, d_k)."""
+        tokens, q, k, v = self.qkv_fn(sentence)
+        q, k, v = (torch.as_tensor(t).detach() for t in (q, k, v))
+        where = "AttentionStepThrough"
+        for name, tensor in (("q", q), ("k", k), ("v", v)):
+            if tensor.dim() != 3:
+                raise ValueError(f"{where}: qkv_fn must return {name} (n_heads, T, d_head), got {tuple(tensor.shape)}")
+        if q.shape[1] != len(tokens) or k.shape[1] != len(tokens):
+            raise ValueError(
+                f"{where}: qkv_fn returned {len(tokens)} tokens but q has T={q.shape[1]} and k has T={k.shape[1]} "
+                f"(q {tuple(q.shape)}, k {tuple(k.shape)}); return one token per position"
+            )
+        mask = causal_mask(q.shape[1], device=q.device)[:, : k.shape[1]] if causal else None  # (T, T_k)
+        return tokens, attention_stages(q, k, v, mask), q.shape[-1]
+
+    def _record_of_hook(self, sentence: str):
+        """(tokens, the record record_fn returns, d_k), checked: one token per query."""
+        tokens, record = self.record_fn(sentence)
+        where = "AttentionStepThrough"
+        missing = [name for name in (*ATTENTION_STAGES, "q") if name not in record]
+        if missing:
+            raise ValueError(
+                f"{where}: record_fn must return the record of one attention module "
+                f"(record.part('layers.0.self_attn')), which lacks {missing}"
+            )
+        stages = {name: record[name][0] if record[name].dim() == 4 else record[name] for name in ATTENTION_STAGES}
+        if stages["weights"].shape[1] != len(tokens):
+            raise ValueError(
+                f"{where}: record_fn returned {len(tokens)} tokens but the weights have "
+                f"T_q={stages['weights'].shape[1]}; return one token per position"
+            )
+        return tokens, stages, record["q"].shape[-1]
+
+    def _stages(self, sentence: str, causal: bool):
+        """(tokens, stages, d_k) for a sentence: each stage (n_heads, T, T) or (n_heads, T, d_head), cached."""
+        key = (sentence, bool(causal) and self.record_fn is None)
+        if key not in self._cache:
+            if self.record_fn is not None:
+                tokens, stages, d_k = self._record_of_hook(sentence)
+            elif self.qkv_fn is not None:
+                tokens, stages, d_k = self._record_of_qkv(sentence, causal)
+            else:
+                tokens, stages, d_k = self._record_of_module(sentence, causal)
+            self._cache[key] = (list(tokens), {name: t.detach().cpu() for name, t in stages.items()}, d_k)
+        return self._cache[key]
+
+    def _current(self):
+        return self._stages(self.controls["sentence"].value, self.controls["causal"].value)
 
     def current_tokens(self) -> list[str]:
         """Tokens of the chosen sentence."""
-        return self._qkv(self.controls["sentence"].value)[0]
+        return self._current()[0]
 
     def current_matrix(self) -> np.ndarray:
-        """The matrix shown: the chosen stage for the chosen head."""
-        _, q, k, v = self._qkv(self.controls["sentence"].value)
-        head = self.controls["head"].value
-        return attention_stage(q[head], k[head], v[head], self.controls["stage"].value, self.controls["causal"].value)
+        """The matrix shown: the chosen stage for the chosen head, read from the record."""
+        _, stages, _ = self._current()
+        name = STAGE_RECORD_NAMES[self.controls["stage"].value]
+        return stages[name][self.controls["head"].value].double().numpy()
 
     def _build_figure(self) -> None:
         self.ax = self.figure.add_subplot()
@@ -225,12 +273,12 @@ class AttentionStepThrough(FigureWidget):
         tokens = self.current_tokens()
         stage = self.controls["stage"].value
         matrix = self.current_matrix()
-        _, q, _, _ = self._qkv(self.controls["sentence"].value)
-        d_k = q.shape[-1]
+        d_k = self._current()[2]
         if stage == "softmax":
             self.heatmap.set_cmap(viz.get_cmap("rocket").with_extremes(bad=(1, 1, 1, 0)))
-            viz.update_image(self.heatmap, matrix, vmin=0.0, vmax=1.0)
-            self.colorbar.set_label("attention weight")
+            # From 0 to this head's largest weight: on a fixed 0-1 scale, weights of 0.05-0.25 all look black.
+            viz.update_image(self.heatmap, matrix, vmin=0.0, vmax=max(float(np.nanmax(matrix)), 1e-6))
+            self.colorbar.set_label("attention weight (scale: 0 to the largest)")
         else:
             self.heatmap.set_cmap(viz.get_cmap("vlag").with_extremes(bad=(1, 1, 1, 0)))
             viz.update_image(self.heatmap, matrix, center=0.0)
@@ -243,7 +291,7 @@ class AttentionStepThrough(FigureWidget):
             viz.set_tick_labels(self.ax, tokens, tokens)
             self.ax.set_xlabel("key (attended to)")
         self.ax.set_ylabel("query (attending)")
-        mask_note = "  [causal mask on]" if self.controls["causal"].value else ""
+        mask_note = "  [causal mask on]" if self.controls["causal"].value and self.record_fn is None else ""
         head = self.controls["head"].value
         self.ax.set_title(_STAGE_TITLES[stage].replace("<DK>", str(d_k)) + f"\nhead {head}{mask_note}", fontsize=11)
         for text in self.cell_texts:

@@ -23,6 +23,9 @@ class HeadGrid(FigureWidget):
         weights: (n_heads, T_q, T_k), or (n_layers, n_heads, T_q, T_k) for a layer slider;
         a leading batch of 1 from ``attention_weights`` (1, n_heads, T_q, T_k) is read as one layer.
 
+    ``HeadGrid.from_record(record, tokens)`` reads the weights of every layer from the record of
+    a forward pass (``course_lib.activations.run_with_record``).
+
     Controls: ``layer`` and ``head``. ``current_matrix()`` is the enlarged head's weights (T_q, T_k).
     All heatmaps share one colour scale from 0 to ``vmax``; by default the largest weight shown,
     so the nearly uniform heads of an untrained model are not all drawn black.
@@ -50,6 +53,33 @@ class HeadGrid(FigureWidget):
             "head": widgets.IntSlider(value=0, min=0, max=n_heads - 1, description="head"),
         }
         super().__init__(controls, figsize=(13, 6))
+
+    @classmethod
+    def from_record(
+        cls,
+        record,
+        query_tokens,
+        key_tokens=None,
+        attention: str = "blocks.{}.self_attn",
+        batch_index: int = 0,
+        **kwargs,
+    ) -> HeadGrid:
+        """All heads of every layer, read from an ``ActivationRecord`` (``course_lib.activations``).
+
+        ``attention`` names the attention module, ``{}`` standing for the layer number:
+        ``"blocks.{}.self_attn"`` (GPT, Llama), ``"encoder.layers.{}.self_attn"``,
+        ``"decoder.layers.{}.cross_attn"`` (key_tokens are then the source tokens). Without
+        ``{}`` it names one module, and the grid has one layer. Other arguments go to ``HeadGrid``.
+
+        Shapes:
+            record[attention + ".weights"]: (B, n_heads, T_q, T_k) per layer -> the grid's
+            weights (n_layers, n_heads, T_q, T_k) of sequence ``batch_index``
+        """
+        if "{}" in attention:
+            weights = record.stack(f"{attention}.weights")[:, batch_index]  # (n_layers, n_heads, T_q, T_k)
+        else:
+            weights = record[f"{attention}.weights"][batch_index]  # (n_heads, T_q, T_k)
+        return cls(weights, query_tokens, key_tokens, **kwargs)
 
     def current_matrix(self) -> np.ndarray:
         """Weights of the enlarged head, (T_q, T_k)."""

@@ -93,7 +93,7 @@ class PositionalEncodingExplorer(FigureWidget):
         self.dot_line.set_ydata(dots)
         self.dot_marker.set_xdata([position, position])
         self.ax_dot.set_ylim(min(dots.min(), 0) - 0.05 * d_model, dots.max() + 0.05 * d_model)
-        self.ax_dot.set_title(f"dot product with position {position}: nearby positions score high")
+        self.ax_dot.set_title(f"PE[p] · PE[{position}] for every position p")
 
     def current_matrix(self) -> np.ndarray:
         """The displayed encoding table, shape (max_len, d_model)."""
