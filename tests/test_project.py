@@ -61,7 +61,7 @@ def test_ci_runs_the_readme_test_command():
 
 PUBLIC_MODULES = [
     "positional", "embeddings", "attention", "masks", "multihead", "normalization",
-    "feedforward", "encoder", "decoder", "models", "generation", "rotary", "llama",
+    "feedforward", "encoder", "decoder", "models", "generation", "rotary", "llama", "activations",
 ]  # fmt: skip
 
 
