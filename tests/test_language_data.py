@@ -304,3 +304,11 @@ def test_shipped_checkpoint_is_small_and_reaches_its_reported_loss():
         except ValueError:
             pass
     assert n_ok >= 16
+
+
+def test_generated_text_with_the_full_stop_attached_parses_like_the_tokenized_form():
+    """Generated text reads "… the house." (no space before the stop); it parses like "house ."."""
+    attached = grammar.parse_sentence("the dog sleeps near the house.")
+    spaced = grammar.parse_sentence("the dog sleeps near the house .")
+    assert attached.words == spaced.words
+    assert attached.words[-1] == "."

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import torch
 
 from course_lib.tokenization import SPECIAL_TOKENS, WordTokenizer
+from course_lib.tokenization.word import WORD_PATTERN
 
 # ----------------------------------------------------------------------------------------
 # The grammar: words and probabilities
@@ -422,10 +423,13 @@ def parse_sentence(words: Sequence[str] | str) -> Sentence:
     with it; if none or several could, or a word does not fit, it raises ``ValueError``. That
     a parse never needs to guess is what makes the grammar unambiguous.
 
+    A string is cut like the word tokenizer cuts it, so punctuation need not stand apart:
+    "the dog runs." (as ``WordTokenizer.decode`` writes it) parses like "the dog runs .".
+
     Built in lesson 11 (train a tiny GPT).
     """
     if isinstance(words, str):
-        words = words.split()
+        words = WORD_PATTERN.findall(words)  # words and punctuation marks, as the tokenizer splits them
     writer = _Writer(None, words)
     _Grammar(writer).sentence()
     if len(writer.words) != len(words):

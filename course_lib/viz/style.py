@@ -36,7 +36,7 @@ def setup_style() -> str | None:
     Called once on import. Call it again after ``sns.set_theme(...)`` or
     ``plt.rcdefaults()``, which reset the fonts.
     """
-    sns.set_theme(style="white", context="notebook")
+    sns.set_theme(style="white", context="notebook", palette="colorblind")  # lines and bars: colour-blind-safe too
     family = None
     font_path = find_cjk_font()
     if font_path is not None:
