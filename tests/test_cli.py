@@ -8,11 +8,14 @@ not depend on the course's own checkers. One test runs the real ``exercises/04_m
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -277,6 +280,8 @@ def test_check_real_exercise_notebook_fails_every_stub(tmp_path, capsys):
 
 
 def test_grade_a_class_with_broken_input(course, tmp_path, capsys):
+    """Only the answer cells count: a deleted or replaced check cell changes nothing (the course's own
+    check runs), a timeout fails only its exercise, and a broken notebook fails its exercises."""
     class_dir = tmp_path / "class"
     write_student(class_dir, "alice", student_notebook(course, CORRECT))
     write_student(class_dir, "bob", student_notebook(course, {"01.1": CORRECT["01.1"], "01.2": WRONG_MEAN}))
@@ -290,10 +295,15 @@ def test_grade_a_class_with_broken_input(course, tmp_path, capsys):
         if ex.check_cell_exercise(cell) == "01.3":
             cell.source = "# Check exercise 01.3\nprint('all good')"  # the check call removed
     write_student(class_dir, "gina", gina)
+    hank = student_notebook(course, {"01.1": "def double(x):\n    return x"})
+    for cell in hank.cells:
+        if ex.check_cell_exercise(cell) == "01.1":
+            cell.source = "print('✓ 01.1 double: correct on 4 cases')"  # a faked check
+    write_student(class_dir, "hank", hank)
     prefix = tmp_path / "out" / "grades"
 
     code = main(
-        ["--solutions", str(course / "solutions"), "grade", str(class_dir), "--out", str(prefix), "--timeout", "10"]
+        ["--solutions", str(course / "solutions"), "grade", str(class_dir), "--out", str(prefix), "--timeout", "3"]
     )
     assert code == 0
 
@@ -304,36 +314,80 @@ def test_grade_a_class_with_broken_input(course, tmp_path, capsys):
         ["bob", "pass", "fail", "fail", "1"],
         ["carol", "fail", "fail", "fail", "0"],
         ["dave", "fail", "fail", "fail", "0"],
-        ["erin", "pass", "fail", "fail", "1"],
-        ["frank", "pass", "fail", "pass", "2"],
-        ["gina", "pass", "pass", "fail", "2"],
+        ["erin", "pass", "fail", "pass", "2"],  # the endless loop in 01.2 does not fail 01.3
+        ["frank", "pass", "pass", "pass", "3"],  # the course's check cell stands in for the deleted one
+        ["gina", "pass", "pass", "pass", "3"],  # prints and warnings never fail a right answer
+        ["hank", "fail", "fail", "fail", "0"],  # the faked check does not count
     ]
     markdown = Path(f"{prefix}.md").read_text(encoding="utf-8")
     assert "| student | 01.1 | 01.2 | 01.3 | total |" in markdown
     assert "| alice | pass | pass | pass | 3/3 |" in markdown
-    assert "| frank | pass | fail | pass | 2/3 |" in markdown
     notes = {line for line in markdown.splitlines() if line.startswith("- ")}
     assert any(
-        line.startswith("- bob, 01.2: 01.2: mean([1, 2, 3, 6]) gave 4.0, expected 3: divide the sum by the count")
+        line.startswith("- bob, 01.2: 01.2: mean(\\[1, 2, 3, 6\\]) gave 4.0, expected 3: divide the sum by the count")
         and line.endswith(LONG_MESSAGE_TAIL)
         for line in notes
-    )
+    ), notes
     assert "- bob, 01.3: not implemented yet (Exercise 01.3: not implemented yet (write your code here))" in notes
-    assert "- carol, 01.1: notebook missing: 01_tiny.ipynb" in notes
-    assert any(line.startswith("- dave, 01.1: not a notebook (invalid JSON): 01_tiny.ipynb") for line in notes)
-    assert any(line.startswith("- erin, 01.2: timed out after 10 s") for line in notes)
-    assert "- frank, 01.2: check cell missing" in notes
-    assert any(line.startswith("- gina, 01.3: the check cell ran but its checker did not print") for line in notes)
+    assert "- carol, 01.1: notebook missing: 01\\_tiny.ipynb" in notes
+    assert any(line.startswith("- dave, 01.1: not a notebook (invalid JSON): 01\\_tiny.ipynb") for line in notes)
+    assert "- erin, 01.2: timed out after 3 s (an endless loop?)" in notes
     details = list(csv.DictReader(io.StringIO(Path(f"{prefix}_details.csv").read_text(encoding="utf-8"))))
-    assert len(details) == 7 * 3
+    assert len(details) == 8 * 3
     assert {row["reason"] for row in details if row["student"] == "alice"} == {""}
+    hint = next(row["hint"] for row in details if row["student"] == "bob" and row["exercise"] == "01.2")
+    assert hint == "Hint: divide by len(xs)"
+    feedback = (Path(f"{prefix}_feedback") / "bob.md").read_text(encoding="utf-8")
+    assert "| 01.2 | fail |" in feedback and "Hint: divide by len(xs)" in feedback
+    out = capsys.readouterr().out
+    assert "SHA-256 of the results" in out
+    digest = hashlib.sha256(Path(f"{prefix}.csv").read_bytes()).hexdigest()
+    assert f"{digest}  {prefix}.csv" in out
+
+
+def test_grade_resumes_after_ctrl_c(course, tmp_path):
+    """Ctrl-C keeps the students already done (exit 130); --resume grades only the others."""
+    class_dir = tmp_path / "class"
+    for name in ("a1", "a2"):
+        write_student(class_dir, name, student_notebook(course, CORRECT))
+    endless = "while True:\n    pass\n" + CORRECT["01.1"]
+    for name in ("b1", "b2", "b3"):
+        write_student(class_dir, name, student_notebook(course, {**CORRECT, "01.1": endless}))
+    prefix = tmp_path / "grades"
+    command = [sys.executable, "-m", "course_lib.exercise_system.cli", "--solutions", str(course / "solutions")]
+    command += ["grade", str(class_dir), "--out", str(prefix), "--timeout", "20", "--jobs", "1"]
+    grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = Path(f"{prefix}.jsonl")
+    deadline = time.monotonic() + 120
+    while not (journal.is_file() and len(journal.read_text().splitlines()) >= 2):
+        assert time.monotonic() < deadline and grader.poll() is None, grader.communicate()[0]
+        time.sleep(0.2)
+    time.sleep(1)  # b1's endless loop is running now
+    grader.send_signal(signal.SIGINT)
+    out, _ = grader.communicate(timeout=60)
+    assert grader.returncode == 130, out
+    assert "interrupted: 2 student(s) done" in out and "--resume" in out
+    rows = list(csv.reader(io.StringIO(Path(f"{prefix}.csv").read_text(encoding="utf-8"))))
+    assert [row[0] for row in rows[1:]] == ["a1", "a2"]
+
+    resumed = subprocess.run(
+        [*command[:-4], "--timeout", "1", "--jobs", "2", "--resume"], capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "2 student(s) already graded" in resumed.stdout
+    assert "a1:" not in resumed.stdout and "b1:" in resumed.stdout
+    rows = list(csv.reader(io.StringIO(Path(f"{prefix}.csv").read_text(encoding="utf-8"))))
+    assert [row[0] for row in rows[1:]] == ["a1", "a2", "b1", "b2", "b3"]
+    assert [row[1] for row in rows[1:]] == ["pass", "pass", "fail", "fail", "fail"]
 
 
 def test_grade_reports_bad_arguments(course, tmp_path, capsys):
     assert main(["--solutions", str(course / "solutions"), "grade", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "__MACOSX").mkdir(parents=True)
     assert main(["--solutions", str(course / "solutions"), "grade", str(tmp_path / "empty")]) == 2
     assert "no student folders" in capsys.readouterr().err
-    assert main(["--solutions", str(course / "solutions"), "grade", str(tmp_path / "empty"), "--lessons", "09"]) == 2
-    assert "unknown lesson" in capsys.readouterr().err
+    assert main(["--solutions", str(course / "solutions"), "grade", str(tmp_path / "empty"), "--lessons", "01,09"]) == 2
+    assert "unknown lesson(s) 09" in capsys.readouterr().err
+    assert main(["--solutions", str(course / "solutions"), "grade", str(tmp_path / "empty"), "--jobs", "0"]) == 2
+    assert "--jobs must be 1 or more" in capsys.readouterr().err

@@ -1,28 +1,32 @@
 """The offline HTML site and the slides: built from the stored notebooks, opened in Chromium with
 the network switched off. No request may fail, and the pages must show their figures."""
 
-import shutil
+import os
 
 import nbformat
 import pytest
-from browser_support import chromium_page, require_browser, save_screenshot
+from browser_support import chromium_page, save_screenshot
+from publish_support import Published, published_course
 
 from course_lib.tooling import publish
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    return require_browser()
+@pytest.fixture(scope="session")
+def published(tmp_path_factory) -> Published:
+    return published_course(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, chromium):
-    if shutil.which("npm") is None and shutil.which("npm.cmd") is None:
-        pytest.skip("publishing needs npm (Node.js)")
-    out = tmp_path_factory.mktemp("published")
-    return out, publish.build_site(out), publish.build_slides(out)
+@pytest.fixture
+def built(published):
+    """(site folder, site pages, slide decks), built once per session (``publish_support``)."""
+    return published.site, published.pages, published.decks
+
+
+@pytest.fixture
+def chromium(published):
+    return published.chromium
 
 
 def open_offline(page, path):
@@ -42,6 +46,13 @@ def test_site_has_an_index_and_every_lesson(built):
     index = (out / "index.html").read_text()
     for lesson in lessons:
         assert f'href="{lesson.stem}.html"' in index
+
+
+def test_site_and_slides_share_one_copy_of_the_assets(published):
+    site = published.site / "assets" / "node_modules" / "mathjax" / "MathJax.js"
+    slides = published.slides / "assets" / "node_modules" / "mathjax" / "MathJax.js"
+    assert os.path.samefile(site, slides), "the site and the slides each hold a copy of the npm assets"
+    assert os.path.samefile(site, publish.assets_cache() / "node_modules" / "mathjax" / "MathJax.js")
 
 
 def test_static_copy_keeps_the_widget_snapshot_and_drops_the_live_view():

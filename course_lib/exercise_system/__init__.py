@@ -23,18 +23,20 @@ reported with the checker's whole message and hint) and passes otherwise, whatev
 printed, provided the checker's ``✓ 03.2`` line is there (its absence means the check call was
 removed or changed).
 
+``course grade`` does not trust the learner's notebook: it takes only the answer cells, puts the
+course's own check cells back, and runs each exercise in a throw-away process (see ``grading``).
+
 Modules: ``notebooks`` (reading), ``build`` (exercises from solutions), ``grading`` (running and
-grading), ``cli`` (the ``course`` command).
+grading), ``submissions`` (what the grader takes from the course and from a learner), ``integrity``
+(a static look for tampering), ``sandbox`` (the throw-away processes), ``reports`` (journal, CSV,
+markdown and feedback files), ``nbgrader_export`` (the exercises as an nbgrader course), ``cli``
+(the ``course`` command).
 """
 
 from course_lib.exercise_system.build import build_exercise_notebook, build_exercises, notebook_text, stub_source
 from course_lib.exercise_system.grading import (
-    ExerciseResult,
-    GradeTable,
-    NotebookReport,
+    DEFAULT_GRADE_TIMEOUT,
     failure_message,
-    find_student_notebook,
-    first_line,
     grade_class,
     has_marker,
     judge_check_cell,
@@ -57,16 +59,19 @@ from course_lib.exercise_system.notebooks import (
     exercise_sort_key,
     exercise_titles,
     expected_check_outputs,
+    first_line,
     lesson_notebooks,
     lesson_of,
     read_notebook,
     solution_cell_exercise,
     text_of_outputs,
 )
+from course_lib.exercise_system.reports import ExerciseResult, GradeTable, Journal, NotebookReport
 
 __all__ = [
     "BEGIN_SOLUTION",
     "CHECK_COMMENT",
+    "DEFAULT_GRADE_TIMEOUT",
     "END_SOLUTION",
     "EXERCISE_ID",
     "ExerciseResult",
@@ -87,10 +92,10 @@ __all__ = [
     "exercise_titles",
     "expected_check_outputs",
     "failure_message",
-    "find_student_notebook",
     "first_line",
     "grade_class",
     "has_marker",
+    "Journal",
     "judge_check_cell",
     "lesson_notebooks",
     "lesson_of",

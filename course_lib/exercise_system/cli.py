@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -21,7 +22,8 @@ Tools for the exercise notebooks of the course.
   course check [NN ...]        run your exercise notebooks and show which exercises pass
   course hint NN.M             show the next hint for an exercise (--level K for a given one)
   course reset NN              restore a fresh exercise notebook (yours is backed up first)
-  course grade DIR             grade a class: one folder per student -> CSV and markdown table
+  course grade DIR             grade a class (formative): one folder per student -> CSV, markdown, feedback
+  course nbgrader DIR          export the exercises as an nbgrader course (for marks)
   course build-exercises       regenerate exercises/ from solutions/ (course authors)
 """
 
@@ -35,6 +37,24 @@ def lesson_arg(text: str) -> str:
     if not head.isdigit() or not 0 <= int(head) <= 99:
         raise argparse.ArgumentTypeError(f"expected a lesson number like 03, got {text!r}")
     return f"{int(head):02d}"
+
+
+def lessons_arg(text: str) -> list[str]:
+    """Accept "03,04" (or one lesson) and return ["03", "04"]."""
+    return [lesson_arg(part) for part in text.split(",") if part.strip()]
+
+
+class LessonsAction(argparse.Action):
+    """``--lessons 03 04``, ``--lessons 03,04`` or both: one flat, sorted list without repeats."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        lessons = set(getattr(namespace, self.dest, None) or [])
+        lessons.update(lesson for group in values for lesson in group)
+        setattr(namespace, self.dest, sorted(lessons))
+
+
+def default_jobs() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def exercise_arg(text: str) -> str:
@@ -100,20 +120,61 @@ def build_parser() -> argparse.ArgumentParser:
     grade = commands.add_parser(
         "grade",
         parents=[common],
-        help="grade a folder of students' exercise notebooks",
-        description="DIR holds one folder per student with their NN_*.ipynb exercise notebooks. Every "
-        "notebook runs in a fresh kernel (student code runs on this machine: grade in a sandbox "
-        "you trust). Writes PREFIX.csv (student x exercise, pass/fail, total), PREFIX.md (the same "
-        "table and why each exercise failed) and PREFIX_details.csv (one row per student and exercise, "
-        "with the reason). Missing or broken notebooks, timeouts and deleted check cells fail only the "
-        "exercises concerned.",
+        help="grade a folder of students' exercise notebooks (formative)",
+        description="DIR holds one folder per student (hidden folders and __MACOSX are skipped) with their "
+        "exercise notebooks, found by content, so a renamed or -Copy1 notebook is graded too. Only the "
+        "students' answer cells are taken: the course's own check cells and checkers judge them, each "
+        "exercise in a throw-away process with a private folder, HOME and IPYTHONDIR. A timeout or crash "
+        "fails only its exercise; an exercise that needs an earlier one is also tried with the course's "
+        "version of it (reported as 'depends on NN.M'); code that rebinds the checkers, reads the "
+        "solutions, starts processes or writes outside its folder is 'flagged' (no marks). Writes "
+        "PREFIX.jsonl (appended as each student is done), PREFIX.csv, PREFIX.md, PREFIX_details.csv and "
+        "PREFIX_feedback/<student>.md, and prints their SHA-256. Ctrl-C keeps the students done; --resume "
+        "continues. The solutions ship with the course, so this is for feedback: use `course nbgrader` "
+        "for marks. Students' code runs on this machine: see INSTRUCTORS.md for what the guard can and "
+        "cannot prevent. Linux or macOS.",
     )
     grade.add_argument("class_dir", type=Path, metavar="DIR", help="folder with one subfolder per student")
     grade.add_argument("--out", default="grades", metavar="PREFIX", help="output file prefix (default: grades)")
-    grade.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per notebook (default: 120)")
     grade.add_argument(
-        "--lessons", nargs="+", type=lesson_arg, metavar="NN", help="grade only these lessons (default: all)"
+        "--timeout",
+        type=float,
+        default=ex.DEFAULT_GRADE_TIMEOUT,
+        help=f"seconds allowed per exercise (default: {ex.DEFAULT_GRADE_TIMEOUT:g})",
     )
+    grade.add_argument(
+        "--lessons",
+        nargs="+",
+        type=lessons_arg,
+        action=LessonsAction,
+        metavar="NN",
+        help="grade only these lessons: --lessons 03 04 or --lessons 03,04 (default: all)",
+    )
+    grade.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        metavar="N",
+        help=f"students graded at once (default: the number of CPUs, here {default_jobs()})",
+    )
+    grade.add_argument(
+        "--resume", action="store_true", help="keep the students already in PREFIX.jsonl (after Ctrl-C) and go on"
+    )
+
+    nbgrader = commands.add_parser(
+        "nbgrader",
+        parents=[common],
+        help="export the exercises as an nbgrader course (for marks)",
+        description="Write DIR/source/<assignment>/<notebook>.ipynb for each lesson: the answer regions become "
+        "nbgrader solution cells (### BEGIN SOLUTION / ### END SOLUTION kept), the check cells read-only "
+        "autograded test cells worth --points each, calling the same course_lib checkers. Then, in DIR: "
+        "`nbgrader generate_assignment NN_name` and, after collecting, `nbgrader autograde NN_name`.",
+    )
+    nbgrader.add_argument("course_dir", type=Path, metavar="DIR", help="the nbgrader course folder to write")
+    nbgrader.add_argument(
+        "--lessons", nargs="+", type=lessons_arg, action=LessonsAction, metavar="NN", help="only these lessons"
+    )
+    nbgrader.add_argument("--points", type=int, default=1, help="points per exercise (default: 1)")
 
     build = commands.add_parser(
         "build-exercises",
@@ -253,33 +314,69 @@ def command_reset(args, solutions_dir: Path) -> int:
 
 
 def command_grade(args, solutions_dir: Path) -> int:
+    from course_lib.exercise_system import reports
+    from course_lib.exercise_system.sandbox import SandboxError
+    from course_lib.exercise_system.submissions import lesson_plans
+
     solution_notebooks(solutions_dir)
     if not args.class_dir.is_dir():
         raise UserError(f"no such folder: {args.class_dir}")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be 1 or more, got {args.jobs}")
+    paths = reports.report_paths(Path(args.out))
+    journal = reports.Journal(paths["journal"])
+    if args.resume and not journal.path.is_file():
+        print(f"nothing to resume in {journal.path}: grading everyone")
+    try:
+        plans = lesson_plans(solutions_dir, args.lessons)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    exercises = sorted((e for plan in plans.values() for e in plan.exercises), key=ex.exercise_sort_key)
+    started = time.monotonic()
+    interrupted = False
     try:
         table = ex.grade_class(
             args.class_dir,
             solutions_dir,
+            journal,
             lessons=args.lessons,
             timeout=args.timeout,
-            progress=lambda text: print(f"grading {text}", flush=True),
+            jobs=args.jobs,
+            resume=args.resume,
+            outputs=list(paths.values()),
+            progress=lambda text: print(text, flush=True),
         )
-    except ValueError as error:
+    except KeyboardInterrupt:
+        interrupted = True
+        table = reports.GradeTable.from_records(exercises, list(journal.records().values()))
+    except (ValueError, SandboxError) as error:
         raise UserError(str(error)) from None
-    if not table.rows:
-        raise UserError(f"no student folders in {args.class_dir}")
-    prefix = Path(args.out)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    outputs = {
-        Path(f"{prefix}.csv"): table.to_csv(),
-        Path(f"{prefix}.md"): table.to_markdown(),
-        Path(f"{prefix}_details.csv"): table.details_csv(),
-    }
-    for path, text in outputs.items():
-        path.write_text(text, encoding="utf-8", newline="")
+    written = reports.write_reports(Path(args.out), table)
     print()
     print(table.to_markdown(), end="")
-    print("\nwrote " + ", ".join(str(path) for path in outputs))
+    print(f"\ngraded {len(table.rows)} student(s) in {time.monotonic() - started:.0f} s; wrote {paths['csv']}, "
+          f"{paths['markdown']}, {paths['details']}, {paths['journal']} and {paths['feedback']}/")  # fmt: skip
+    print("SHA-256 of the results (keep these lines: `sha256sum -c` shows any later change):")
+    for line in reports.digest_lines([paths["journal"], *written[:3]]):
+        print(f"  {line}")
+    if interrupted:
+        print(f"\ninterrupted: {len(table.rows)} student(s) done; run the same command with --resume to go on")
+        return 130
+    return 0
+
+
+def command_nbgrader(args, solutions_dir: Path) -> int:
+    from course_lib.exercise_system.nbgrader_export import export_course
+
+    solution_notebooks(solutions_dir)
+    try:
+        written = export_course(solutions_dir, args.course_dir, lessons=args.lessons, points=args.points)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    print(f"wrote {len(written)} assignment(s) to {args.course_dir / 'source'}:")
+    for path in written:
+        print(f"  {path.relative_to(args.course_dir)}")
+    print(f"next: cd {args.course_dir} && nbgrader generate_assignment {written[0].parent.name} (see INSTRUCTORS.md)")
     return 0
 
 
@@ -306,6 +403,7 @@ COMMANDS = {
     "hint": command_hint,
     "reset": command_reset,
     "grade": command_grade,
+    "nbgrader": command_nbgrader,
     "build-exercises": command_build,
 }
 

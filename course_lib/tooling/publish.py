@@ -4,12 +4,12 @@
     python -m course_lib.tooling.publish slides [--out slides]   every lesson as a reveal.js deck
 
 Both work offline: MathJax, require.js, jQuery, reveal.js and Font Awesome are installed from the
-npm registry into ``<out>/assets`` (once; needs ``npm``), and every page points at those local
-copies instead of a CDN. Widgets appear as the static snapshot stored with each notebook (the
-``image/png`` every course widget adds to its output), so pages need no kernel and no widget
-JavaScript. Slides follow each cell's ``slideshow.slide_type``; cells without one are tagged by
-``tag_slides``: a markdown cell that opens with a heading starts a new slide, the set-up cell is
-skipped, everything else continues the slide before it.
+npm registry once (needs ``npm``) into a shared cache, and ``<out>/assets`` holds hard links to that
+one copy; every page points at those local files instead of a CDN. Widgets appear as the static
+snapshot stored with each notebook (the ``image/png`` every course widget adds to its output), so
+pages need no kernel and no widget JavaScript. Slides are 1280x720 and follow each cell's ``slideshow.slide_type``; cells without one
+are laid out by ``tag_slides`` (``slide_layout``): a heading starts a slide, set-up cells are
+skipped, long cells are split and what does not fit goes on to a sub-slide, so nothing is cut.
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ import argparse
 import copy
 import html
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
+from course_lib.tooling import slide_layout
+
+ROOT = Path(__file__).resolve().parents[2]  # the course folder (this file is course_lib/tooling/publish.py)
 NOTEBOOKS = ROOT / "notebooks"
 NPM_PACKAGES = ("reveal.js@4", "requirejs@2", "jquery@2", "mathjax@2", "font-awesome@4")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -34,18 +38,63 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MERMAID_STAND_IN = "data:text/javascript,export default { initialize() {}, run() {} };"
 
 
-def install_assets(assets: Path) -> Path:
-    """Install the front-end libraries from the npm registry into ``assets/node_modules`` (once)."""
-    modules = assets / "node_modules"
+def assets_cache() -> Path:
+    """Where the one copy of the npm assets lives: ``$COURSE_ASSETS_CACHE``, else the user's cache folder."""
+    if os.environ.get("COURSE_ASSETS_CACHE"):
+        return Path(os.environ["COURSE_ASSETS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.environ.get("LOCALAPPDATA") or Path.home() / ".cache"
+    return Path(base) / "transformer-course" / "web-assets"
+
+
+def fetch_assets(cache: Path) -> Path:
+    """Install the front-end libraries from the npm registry into ``cache/node_modules``, once.
+
+    npm runs in a fresh folder that is then renamed into place, so two builds at once never see a
+    half-installed copy.
+    """
+    modules = cache / "node_modules"
     if all((modules / name.split("@")[0]).exists() for name in NPM_PACKAGES):
         return modules
     npm = shutil.which("npm") or shutil.which("npm.cmd")
     if npm is None:
         raise RuntimeError("publishing needs npm (Node.js) to fetch MathJax and reveal.js; install Node.js first")
-    assets.mkdir(parents=True, exist_ok=True)
-    (assets / "package.json").write_text(json.dumps({"name": "course-assets", "private": True}))
-    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", *NPM_PACKAGES], cwd=assets, check=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="web-assets-", dir=cache.parent))
+    (staging / "package.json").write_text(json.dumps({"name": "course-assets", "private": True}))
+    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", *NPM_PACKAGES], cwd=staging, check=True)
+    if modules.exists():  # another build finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        shutil.rmtree(cache, ignore_errors=True)
+        staging.rename(cache)
     return modules
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Mirror ``source`` into ``target`` with hard links (a copy where a link is impossible)."""
+    for folder, _, files in os.walk(source):
+        destination = target / Path(folder).relative_to(source)
+        destination.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            original, link = Path(folder) / name, destination / name
+            if link.exists():
+                if os.path.samefile(original, link):
+                    continue
+                link.unlink()
+            try:
+                os.link(original, link)
+            except OSError:  # another file system, or links not allowed
+                shutil.copy2(original, link)
+
+
+def install_assets(assets: Path) -> Path:
+    """``assets/node_modules``: the front-end libraries, hard links to one shared copy.
+
+    The site and the slides each get a complete, self-contained ``assets`` folder (copy one
+    anywhere and it works), while the ~85 MB of files are stored once, in ``assets_cache()``.
+    """
+    link_tree(fetch_assets(assets_cache()), assets / "node_modules")
+    return assets / "node_modules"
 
 
 # MathJax 2 adds a MathML copy of every formula for screen readers and hides it with the old CSS
@@ -74,18 +123,10 @@ def static_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def tag_slides(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Give every untagged cell a slide type: a heading starts a slide, the rest continues it."""
-    for index, cell in enumerate(notebook.cells):
-        slideshow = cell.metadata.setdefault("slideshow", {})
-        if "slide_type" in slideshow:
-            continue
-        opens_with_heading = cell.cell_type == "markdown" and cell.source.lstrip().startswith("#")
-        is_setup = cell.cell_type == "code" and cell.source.startswith("# Setup")
-        if is_setup:
-            slideshow["slide_type"] = "skip"  # imports and version checks are not for the projector
-        else:
-            slideshow["slide_type"] = "slide" if (opens_with_heading or index == 0) else "-"
-    return notebook
+    """Give every untagged cell a slide type so that every slide fits 1280x720 (see ``slide_layout``):
+    a heading starts a slide, set-up cells are skipped, long cells are split, and what does not fit
+    goes on to a sub-slide."""
+    return slide_layout.lay_out(notebook)
 
 
 def lesson_paths() -> list[Path]:
@@ -163,6 +204,8 @@ def build_slides(out: Path) -> list[Path]:
     install_assets(out / "assets")
     exporter = SlidesExporter(
         reveal_url_prefix="assets/node_modules/reveal.js",
+        reveal_width=str(slide_layout.SLIDE_WIDTH),
+        reveal_height=str(slide_layout.SLIDE_HEIGHT),
         reveal_theme="white",  # its fonts ship with reveal.js ("simple" loads Google Fonts)
         mermaid_js_url=MERMAID_STAND_IN,
         font_awesome_url="assets/node_modules/font-awesome/css/font-awesome.min.css",
@@ -173,6 +216,8 @@ def build_slides(out: Path) -> list[Path]:
         notebook = tag_slides(static_copy(nbformat.read(path, as_version=4)))
         body, _ = exporter.from_notebook_node(notebook)
         deck = out / f"{path.stem}.slides.html"
+        css = slide_layout.SLIDES_CSS + slide_layout.figure_css(notebook)
+        body = body.replace("</head>", css + "</head>", 1)
         deck.write_text(with_hidden_assistive_mathml(body), encoding="utf-8")
         decks.append(deck)
     return decks
