@@ -166,3 +166,48 @@ def test_the_explainer_generates_a_token_in_lesson_11(page, lab):
     assert grown[: len(typed)] == typed and len(grown) == len(typed) + 1
     assert figure.screenshot() != before, "the explainer's figure did not change after Generate"
     save_screenshot(explainer, "lesson11_explainer_generated")
+
+
+def test_the_explainer_generates_a_token_on_smollm2_in_lesson_14(page, lab):
+    from course_lib.pretrained import SMOLLM2_INSTALL_COMMAND, smollm2_path
+
+    try:
+        smollm2_path()
+    except ImportError:
+        pytest.skip(f"SmolLM2's weights: {SMOLLM2_INSTALL_COMMAND}")
+    open_notebook(page, lab, "notebooks/14_real_chat_llm.ipynb")
+    menu(page, "Run", "Run All Cells")
+    wait_until_idle(page, timeout_ms=300_000)
+    assert page.locator(".jp-RenderedText .ansi-red-fg, .jp-RenderedText:has-text('Traceback')").count() == 0, (
+        "a cell of lesson 14 raised an error"
+    )
+    explainer = page.locator(".jp-OutputArea-output").filter(
+        has=page.locator("button", has_text=re.compile(r"^\s*Generate\s*$"))
+    )
+    explainer = explainer.first
+    explainer.scroll_into_view_if_needed()
+    tokens = explainer.locator(".widget-html-content").filter(has_text="tokens:").first
+    figure = explainer.locator("img").first
+    figure.wait_for(state="visible")
+
+    prompt = explainer.locator(".widget-text input").first
+    prompt.fill("The capital of Italy is")
+    prompt.press("Enter")
+    page.wait_for_function(
+        "element => element.textContent.includes('Italy')", arg=tokens.element_handle(), timeout=30_000
+    )
+    typed = tokens.locator("code").all_inner_texts()
+    assert typed == ["The", "␣capital", "␣of", "␣Italy", "␣is"], typed  # SmolLM2's byte-level BPE, spaces as ␣
+    before = figure.screenshot()
+    save_screenshot(explainer, "lesson14_explainer_prompt")
+
+    explainer.locator("button", has_text=re.compile(r"^\s*Generate\s*$")).click()
+    page.wait_for_function(
+        f"element => element.querySelectorAll('code').length === {len(typed) + 1}",
+        arg=tokens.element_handle(),
+        timeout=30_000,
+    )
+    grown = tokens.locator("code").all_inner_texts()
+    assert grown[: len(typed)] == typed and len(grown) == len(typed) + 1
+    assert figure.screenshot() != before, "the explainer's figure did not change after Generate"
+    save_screenshot(explainer, "lesson14_explainer_generated")

@@ -38,6 +38,7 @@ LESSONS = {
     "11": "11_train_a_tiny_gpt.ipynb",
     "12": "12_pretrained_model.ipynb",
     "13": "13_modern_llm.ipynb",
+    "14": "14_real_chat_llm.ipynb",
 }
 CHECK_CALL = re.compile(r"^from course_lib\.checks import (check_\w+)\n\n(check_\w+)\(\w+\)$", re.MULTILINE)
 

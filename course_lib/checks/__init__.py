@@ -99,8 +99,15 @@ Checkers and what each expects from the learner (tensors are batch first):
                                                -> (B, n_kv_heads * n_repeats, T, d_head)
     13.5 check_merge_pair                      merge_pair(ids: list[int], pair, new_id) -> list[int],
                                                non-overlapping occurrences merged left to right
+    14.1 check_dequantize_q4_1_block           dequantize_q4_1_block(block (20,) uint8) -> (32,) float32:
+                                               d, m little-endian float16, low nibbles first, d * q + m
+    14.2 check_induction_score                 induction_score(weights (n_layers, n_heads, T, T), period)
+                                               -> (n_layers, n_heads), mean of weights[..., i, i - period + 1]
+                                               over the second copy
+    14.3 check_logit_lens                      logit_lens(residuals (..., d_model), final_norm, lm_head)
+                                               -> (..., V), softmax(lm_head(final_norm(residuals)))
 
-Built for the exercise notebooks of the PyTorch primer (00) and lessons 01-13.
+Built for the exercise notebooks of the PyTorch primer (00) and lessons 01-14.
 """
 
 from course_lib.checks._machinery import CheckFailed
@@ -137,6 +144,7 @@ from course_lib.checks.lesson13 import (
     check_rms_norm,
     check_swiglu,
 )
+from course_lib.checks.lesson14 import check_dequantize_q4_1_block, check_induction_score, check_logit_lens
 
 __all__ = [
     "CheckFailed",
@@ -149,15 +157,18 @@ __all__ = [
     "check_cross_entropy_loss",
     "check_decoder_layer",
     "check_decoder_self_mask",
+    "check_dequantize_q4_1_block",
     "check_embedding_lookup",
     "check_encoder_layer",
     "check_encoder_layer_parameter_count",
     "check_feed_forward",
     "check_gradient_descent_step",
     "check_greedy_decode",
+    "check_induction_score",
     "check_language_model_loss",
     "check_layer_norm",
     "check_linear",
+    "check_logit_lens",
     "check_lr_at",
     "check_masked_mean_pool",
     "check_merge_heads",

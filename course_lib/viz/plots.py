@@ -65,7 +65,9 @@ def plot_pe_curves(encoding, dims, ax=None, position=None):
     ax.set_xlabel("position")
     ax.set_ylabel("PE value")
     ax.set_ylim(-1.15, 1.15)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the curves, never over them
+    ax.legend(
+        fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0
+    )  # beside the curves, never over them
     if position is not None:
         ax.axvline(position, color="black", linestyle="--", linewidth=1)
     return lines
