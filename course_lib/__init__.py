@@ -25,6 +25,7 @@ from course_lib.multihead import (
     merge_heads,
     repeat_kv_heads,
     split_heads,
+    use_fast_path,
     use_fused_attention,
 )
 from course_lib.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
@@ -105,5 +106,6 @@ __all__ = [
     "scaled_dot_product_attention",
     "sinusoidal_positional_encoding",
     "split_heads",
+    "use_fast_path",
     "use_fused_attention",
 ]

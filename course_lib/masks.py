@@ -9,6 +9,8 @@ Built in lesson 04 (masking).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from course_lib._validation import (
@@ -31,6 +33,21 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     """
     T = require_positive_int("causal_mask", "T", T)
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()  # (T, T)
+
+
+@functools.lru_cache(maxsize=8)
+def shared_causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``causal_mask(T)``, built once per (T, device) and then shared by every call.
+
+    A model asks for the same mask at every forward pass; the models slice the rows and
+    columns they need out of it. The tensor is shared: never modify it in place.
+
+    Shapes:
+        returns: bool (T, T), True on and below the diagonal
+
+    Built in lesson 04 (masking).
+    """
+    return causal_mask(T, device=device)  # (T, T)
 
 
 def padding_mask(token_ids: torch.Tensor, pad_id: int) -> torch.Tensor:

@@ -7,6 +7,9 @@ sharing one key/value head, with rotary positions) is built in lesson 13.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +18,7 @@ from course_lib._validation import require_positive_int, require_rank, require_s
 from course_lib.attention import check_attention_mask, scaled_dot_product_attention
 from course_lib.masks import shared_causal_mask
 from course_lib.normalization import LayerNorm, RMSNorm
-from course_lib.rotary import apply_rope
+from course_lib.rotary import apply_rope, apply_rope_cached
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -346,7 +349,11 @@ class GroupedQueryAttention(nn.Module):
         self.need_weights = True
         self.attention_weights: torch.Tensor | None = None
 
-    def _rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _rope(self, x: torch.Tensor, T_past: int) -> torch.Tensor:
+        """Rotate x (B, heads, T, d_head) to the absolute positions T_past .. T_past + T - 1."""
+        if not self.need_weights:  # the fast path: the same rotation, its cos/sin tables computed once
+            return apply_rope_cached(x, T_past, self.rope_base, self.rope_interleaved)
+        positions = torch.arange(T_past, T_past + x.shape[-2], device=x.device)  # (T,): absolute positions
         return apply_rope(x, positions, self.rope_base, self.rope_interleaved)  # (B, heads, T, d_head)
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
@@ -358,28 +365,27 @@ class GroupedQueryAttention(nn.Module):
             raise ValueError(f"{where}: kv_cache must be a self-attention KVCache (static=False), got static=True")
         T_past = len(kv_cache) if kv_cache is not None else 0
         T = x.shape[1]
-        positions = torch.arange(T_past, T_past + T, device=x.device)  # (T,): absolute positions
 
         q = split_heads(self.w_q(x), self.n_heads)  # (B, n_heads, T, d_head)
         k = split_heads(self.w_k(x), self.n_kv_heads)  # (B, n_kv_heads, T, d_head)
         v = split_heads(self.w_v(x), self.n_kv_heads)  # (B, n_kv_heads, T, d_head)
         if self.recorder is not None:
             self.recorder(q_before_rope=q, k_before_rope=k)
-        q = self._rope(q, positions)  # (B, n_heads, T, d_head)
-        k = self._rope(k, positions)  # (B, n_kv_heads, T, d_head), rotated once, cached rotated
+        q = self._rope(q, T_past)  # (B, n_heads, T, d_head), at positions T_past .. T_past + T - 1
+        k = self._rope(k, T_past)  # (B, n_kv_heads, T, d_head), rotated once, cached rotated
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)  # (B, n_kv_heads, T_past + T, d_head): only n_kv_heads are stored
-        keys = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head): the keys of each query head
-        values = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
 
         stages = {} if self.recorder is not None else None  # the score stages, kept only while recording
         if self.need_weights:
+            keys = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head): the keys of each query head
+            values = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
             # (T, T_k): query i, at position T_past + i, sees keys 0 .. T_past + i
             mask = shared_causal_mask(T_past + T, device=x.device)[T_past:]
             heads, weights = scaled_dot_product_attention(q, keys, values, mask, stages)  # (B, n_heads, T, d_head)
             self.attention_weights = weights.detach()  # (B, n_heads, T, T_k)
         else:
-            heads = causal_fused_attention(q, keys, values, T_past)  # (B, n_heads, T, d_head)
+            heads = causal_fused_attention(q, k, v, T_past)  # (B, n_heads, T, d_head)
             self.attention_weights = None
         merged = merge_heads(heads)  # (B, T, d_model)
         output = self.w_o(merged)  # (B, T, d_model)
@@ -397,18 +403,23 @@ def causal_fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T_
     * one new query (a generation step): it may see every key, so there is no mask at all;
     * several new queries after cached ones: the mask itself, ``causal_mask(T_k)[T_past:]``.
 
+    With fewer key/value heads than query heads the kernel pairs each query head with its
+    key/value head itself (``enable_gqa``, the pairing of ``repeat_kv_heads``), so the keys and
+    values are never copied n_repeats times.
+
     Shapes:
-        q (B, n_heads, T, d_head), k and v (B, n_heads, T_past + T, d_head) -> (B, n_heads, T, d_head)
+        q (B, n_heads, T, d_head), k and v (B, n_kv_heads, T_past + T, d_head) -> (B, n_heads, T, d_head)
 
     Built in lesson 13 (from GPT-2 to a modern LLM).
     """
     T, T_k = q.shape[-2], k.shape[-2]
+    grouped = k.shape[-3] != q.shape[-3]  # fewer key/value heads than query heads
     if T_past == 0:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # query i sees keys 0 .. i
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=grouped)  # query i sees keys 0 .. i
     if T == 1:
-        return F.scaled_dot_product_attention(q, k, v)  # the newest token sees every key
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=grouped)  # the newest token sees every key
     mask = shared_causal_mask(T_k, device=q.device)[T_past:]  # (T, T_k): query i sees keys 0 .. T_past + i
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=grouped)
 
 
 def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
@@ -432,6 +443,32 @@ def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
         elif isinstance(module, LayerNorm | RMSNorm):
             module.fused = bool(enabled)
     return model
+
+
+@contextmanager
+def readable_path(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the ``with`` block on the readable path (attention weights kept), then switch back
+    exactly the parts that were on the fast path::
+
+        with readable_path(model):
+            model(token_ids)  # every attention layer keeps .attention_weights
+
+    Built in lesson 10 (train a translator): train on the fast path, take pictures on the readable one.
+    """
+    fast_attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention | GroupedQueryAttention)]
+    fast_attention = [m for m in fast_attention if not m.need_weights]
+    fused_norms = [m for m in model.modules() if isinstance(m, LayerNorm | RMSNorm) and m.fused]
+    for module in fast_attention:
+        module.need_weights = True
+    for module in fused_norms:
+        module.fused = False
+    try:
+        yield model
+    finally:
+        for module in fast_attention:
+            module.need_weights = False
+        for module in fused_norms:
+            module.fused = True
 
 
 def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:

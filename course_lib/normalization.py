@@ -62,7 +62,7 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     x_work = _upcast_half(x)  # float16/bfloat16 -> float32: the variance would overflow in float16
     mean = x_work.mean(dim=-1, keepdim=True)  # (..., 1)
     centered = x_work - mean  # (..., d)
-    variance = (centered**2).mean(dim=-1, keepdim=True)  # (..., 1), biased: divide by d
+    variance = (centered * centered).mean(dim=-1, keepdim=True)  # (..., 1), biased: divide by d
     x_hat = centered / torch.sqrt(variance + eps)  # (..., d)
     return (x_hat * weight.to(x_work.dtype) + bias.to(x_work.dtype)).to(x.dtype)  # (..., d)
 
@@ -139,7 +139,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
         raise ValueError(f"{where}: eps must be > 0 (it keeps an all-zero token from dividing by zero), got {eps!r}")
     _require_same_float_dtype(where, x, weight=weight)
     x_work = _upcast_half(x)  # float16/bfloat16 -> float32
-    mean_square = (x_work**2).mean(dim=-1, keepdim=True)  # (..., 1)
+    mean_square = (x_work * x_work).mean(dim=-1, keepdim=True)  # (..., 1)
     x_hat = x_work * torch.rsqrt(mean_square + eps)  # (..., d), root mean square 1
     return (x_hat * weight.to(x_work.dtype)).to(x.dtype)  # (..., d)
 

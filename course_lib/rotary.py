@@ -26,6 +26,8 @@ Built in lesson 13 (from GPT-2 to a modern LLM).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from course_lib._validation import require_min_rank, require_positive_int, require_rank, shape_text
@@ -167,3 +169,37 @@ def apply_rope(
     cos = torch.cat([cos, cos], dim=-1)  # (T, d_head): c0 c1 ... c0 c1 ...
     sin = torch.cat([sin, sin], dim=-1)  # (T, d_head)
     return x * cos + rotate_half(x) * sin  # (..., T, d_head)
+
+
+@functools.lru_cache(maxsize=16)
+def _rope_tables(
+    T_past: int, T: int, d_head: int, base: float, interleaved: bool, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (cos, sin) tables ``apply_rope`` builds for positions T_past .. T_past + T - 1, kept for reuse.
+
+    Shapes:
+        -> cos, sin: (T, d_head) each, in the layout of ``interleaved``
+    """
+    positions = torch.arange(T_past, T_past + T, device=device)  # (T,)
+    angles = rope_angles(positions, d_head, base)  # (T, d_head/2)
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)  # (T, d_head/2) each
+    if interleaved:
+        return cos.repeat_interleave(2, dim=-1), sin.repeat_interleave(2, dim=-1)  # (T, d_head) each
+    return torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1)  # (T, d_head) each
+
+
+def apply_rope_cached(x: torch.Tensor, T_past: int, base: float = 10000.0, interleaved: bool = False) -> torch.Tensor:
+    """``apply_rope`` at positions T_past, T_past + 1, ..., with the cos/sin tables computed once.
+
+    Every layer of a model rotates its queries and keys by the same angles, and training asks
+    for the same positions at every step, so the fast path (``use_fast_path``) keeps the last
+    tables instead of recomputing them per call. Same numbers as ``apply_rope`` (same operations).
+
+    Shapes:
+        x (..., T, d_head) -> (..., T, d_head), dtype of x
+
+    Built in lesson 13 (from GPT-2 to a modern LLM).
+    """
+    cos, sin = _rope_tables(T_past, x.shape[-2], x.shape[-1], float(base), bool(interleaved), x.device, x.dtype)
+    rotated = rotate_interleaved(x) if interleaved else rotate_half(x)  # (..., T, d_head)
+    return x * cos + rotated * sin  # (..., T, d_head)

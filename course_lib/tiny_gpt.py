@@ -14,11 +14,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from course_lib._validation import require_positive_int
 from course_lib.data.grammar import (
     ROLE_AGREEMENT,
     ROLE_CLOSING,
@@ -31,6 +33,7 @@ from course_lib.data.grammar import (
 )
 from course_lib.generation import generate
 from course_lib.models import GPT, GPTConfig
+from course_lib.multihead import readable_path, use_fast_path
 from course_lib.tokenization import BOS_ID, EOS_ID, PAD_ID, WordTokenizer
 from course_lib.training import (
     CheckpointError,
@@ -196,7 +199,15 @@ EXAMPLE_SENTENCE = (
 
 @dataclass(frozen=True)
 class TinyGPTRecipe:
-    """Everything that decides the shipped checkpoint (model size, data, optimisation)."""
+    """Everything that decides the shipped checkpoint (model size, data, optimisation).
+
+    ``steps`` is the number of training steps (the cosine schedule ends at the last one); the
+    default, 5,960, is the count of the shipped run, which fitted it to a three-minute budget.
+    With ``threads`` torch threads, a seeded corpus, batch order and model, a rerun gives the same
+    weights bit for bit on the same machine. ``fast_path`` trains on the fused kernels
+    (``use_fast_path``; the attention snapshots use the readable path) and ``fused_adamw`` updates
+    all parameters in one kernel: the same training, faster.
+    """
 
     d_model: int = 128
     n_heads: int = 4
@@ -216,6 +227,10 @@ class TinyGPTRecipe:
     snapshot_every: int = 250
     heldout_seed_offset: int = 1_000_003
     floor_seed_offset: int = 2_000_003
+    steps: int = 5960
+    threads: int = 2
+    fast_path: bool = True
+    fused_adamw: bool = True
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(
@@ -278,9 +293,9 @@ def _time_step_and_eval(
     recipe: TinyGPTRecipe, vocab_size: int, batches: list[torch.Tensor], evaluate
 ) -> tuple[float, float]:
     """Time a few optimisation steps and one evaluation of a throwaway model: (seconds per step,
-    seconds per evaluation), to fit the number of steps into the time budget."""
-    model = GPT(recipe.gpt_config(vocab_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr)
+    seconds per evaluation), to fit the number of steps into a time budget."""
+    model = use_fast_path(GPT(recipe.gpt_config(vocab_size)), recipe.fast_path)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, fused=True if recipe.fused_adamw else None)
 
     def step(batch: torch.Tensor) -> None:
         loss = language_model_loss(model, batch)
@@ -333,16 +348,20 @@ def _paired_summary(
 def train_gpt_checkpoint(
     out_dir=CHECKPOINT_DIR,
     seed: int = 0,
-    time_limit_s: float = 180.0,
+    time_limit_s: float | None = None,
     progress: bool = False,
     recipe: TinyGPTRecipe | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train the tiny GPT of lesson 11 from scratch, measure it, and save the checkpoint.
 
     1. Estimate the entropy floor (``estimate_entropy_floor``).
     2. Sample the training corpus and cut it into batches.
-    3. Train with ``course_lib.training.train`` for at most ``time_limit_s`` seconds (the number
-       of steps is fitted to the budget from a short timing run, so the schedule ends on time).
+    3. Train with ``course_lib.training.train`` for ``recipe.steps`` steps, with ``recipe.threads``
+       torch threads (or ``threads``): the same seed and thread count on the same machine give the
+       same weights, bit for bit; the time it takes is measured and recorded. With a time budget
+       ``time_limit_s`` instead, a short timing run fits the number of steps to it (as the shipped
+       run did), so the result depends on the machine's speed.
     4. Measure the held-out loss on fresh sentences, the trigram baseline on the same sentences,
        and both per role (agreeing verb, closing bracket, then / or).
     5. Write ``tiny_gpt.safetensors`` (weights and attention snapshots) and ``tiny_gpt.json``
@@ -353,13 +372,16 @@ def train_gpt_checkpoint(
 
     Built in lesson 11 (train a tiny GPT).
     """
-    from course_lib.training import train
+    from course_lib.training import reproducible, train
 
-    if time_limit_s <= 0:
-        raise ValueError(f"train_gpt_checkpoint: time_limit_s must be > 0, got {time_limit_s}")
+    if time_limit_s is not None and not time_limit_s > 0:
+        raise ValueError(f"train_gpt_checkpoint: time_limit_s must be > 0 or None, got {time_limit_s}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = TinyGPTRecipe() if recipe is None else recipe
+    threads = require_positive_int("train_gpt_checkpoint", "threads", recipe.threads if threads is None else threads)
+    settings = ExitStack()  # undone at the end
+    settings.enter_context(reproducible(threads))  # a fixed thread count and deterministic kernels
     tokenizer = make_tokenizer()
 
     t0 = time.perf_counter()
@@ -381,17 +403,23 @@ def train_gpt_checkpoint(
     def evaluate(model) -> dict[str, float]:
         return {"heldout_loss": float(gpt_token_nll(model, eval_sentences, tokenizer).mean()), "floor": eval_floor}
 
-    wall_start = time.perf_counter()
-    seconds_per_step, seconds_per_eval = _time_step_and_eval(recipe, tokenizer.vocab_size, batches, evaluate)
-    calibration_seconds = time.perf_counter() - wall_start
-    budget = max(time_limit_s - calibration_seconds, 0.001)  # a slow machine may spend it all on timing
-    cost_per_step = seconds_per_step + seconds_per_eval / recipe.eval_every  # evaluations included
-    steps = max(1, int(0.97 * (budget - seconds_per_eval) / cost_per_step))
-    print(f"timing: {seconds_per_step * 1000:.0f} ms per step -> {steps} steps planned for {time_limit_s:.0f} s")
+    steps, calibration_seconds = recipe.steps, 0.0
+    if time_limit_s is not None:  # the older, clock-based run: fit the number of steps to the budget
+        wall_start = time.perf_counter()
+        seconds_per_step, seconds_per_eval = _time_step_and_eval(recipe, tokenizer.vocab_size, batches, evaluate)
+        calibration_seconds = time.perf_counter() - wall_start
+        budget = max(time_limit_s - calibration_seconds, 0.001)  # a slow machine may spend it all on timing
+        cost_per_step = seconds_per_step + seconds_per_eval / recipe.eval_every  # evaluations included
+        steps = max(1, int(0.97 * (budget - seconds_per_eval) / cost_per_step))
+        print(f"timing: {seconds_per_step * 1000:.0f} ms per step -> {steps} steps planned for {time_limit_s:.0f} s")
 
     torch.manual_seed(seed)
-    model = GPT(recipe.gpt_config(tokenizer.vocab_size))
+    model = use_fast_path(GPT(recipe.gpt_config(tokenizer.vocab_size)), recipe.fast_path)
     snapshot_ids = example_ids(tokenizer)
+
+    def snapshot(model):
+        with readable_path(model):  # the readable path keeps the attention weights
+            return attention_maps(model, snapshot_ids)
 
     history = train(
         model,
@@ -405,18 +433,19 @@ def train_gpt_checkpoint(
         eval_every=recipe.eval_every,
         evaluate=evaluate,
         snapshot_every=recipe.snapshot_every,
-        snapshot=lambda model: attention_maps(model, snapshot_ids),
+        snapshot=snapshot,
         seed=seed,
-        time_limit_s=budget,
         progress=progress,
         log_every=10,
         min_lr_ratio=recipe.min_lr_ratio,
+        fused_adamw=recipe.fused_adamw,
     )
     training_seconds = calibration_seconds + history.seconds
     steps_done = history.steps[-1]
     print(
         f"training: {steps_done} steps of {recipe.batch_size} sentences in {training_seconds:.1f} s "
-        f"({calibration_seconds:.1f} s timing run + {history.seconds:.1f} s training loop)"
+        f"({calibration_seconds:.1f} s timing run + {history.seconds:.1f} s training loop, {threads} threads, "
+        f"{steps_done / max(history.train_seconds, 1e-9):.1f} steps/s)"
     )
 
     t0 = time.perf_counter()
@@ -463,6 +492,8 @@ def train_gpt_checkpoint(
         "torch_threads": torch.get_num_threads(),
         "training_seconds": training_seconds,
         "training_loop_seconds": history.seconds,
+        "steps_per_second": steps_done / max(history.train_seconds, 1e-9),
+        "schedule": "by steps" if time_limit_s is None else "by time",
         "steps": steps_done,
         "steps_planned": steps,
         "floor": asdict(floor),
@@ -476,6 +507,7 @@ def train_gpt_checkpoint(
     info = save_checkpoint(out_dir, CHECKPOINT_NAME, weights, info)  # also records the weights' SHA-256
     size_mb = weights_path.stat().st_size / 1e6
     print(f"saved {weights_path} ({size_mb:.2f} MB) and {CHECKPOINT_NAME}.json")
+    settings.close()  # the previous thread count and algorithms again
     return info
 
 

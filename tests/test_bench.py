@@ -20,3 +20,43 @@ def test_interleaved_alternates_the_two_sides():
 def test_table_lists_every_comparison():
     table = format_table([Comparison("first", [1.0], [1.0], "<= 1.1"), Comparison("second", [2.0], [1.0])])
     assert "| 1 | first |" in table and "| 2 | second |" in table and "2.00" in table
+
+
+def test_nano_style_gpt_with_copied_weights_computes_the_same_logits():
+    import torch
+
+    from course_lib.models import GPT, GPTConfig
+    from course_lib.tooling.bench_reference import NanoStyleGPT, copy_gpt_weights
+
+    config = GPTConfig(vocab_size=30, context_length=12, d_model=32, n_heads=4, n_layers=2)
+    ours, theirs = GPT(config).eval(), NanoStyleGPT(config).eval()
+    copy_gpt_weights(ours, theirs)
+    token_ids = torch.randint(0, 30, (3, 12))
+    with torch.no_grad():
+        assert (ours(token_ids) - theirs(token_ids)).abs().max().item() < 1e-12
+
+
+def test_llama_pair_holds_the_same_weights():
+    import pytest
+    import torch
+
+    pytest.importorskip("transformers")
+    from course_lib.llama import LlamaConfig
+    from course_lib.tooling.bench_reference import llama_pair
+
+    config = LlamaConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48, context_length=32)
+    ours, theirs = llama_pair(config)
+    token_ids = torch.randint(0, 40, (2, 10))
+    with torch.no_grad():
+        assert (ours(token_ids) - theirs(token_ids).logits).abs().max().item() < 1e-4  # float32, rope angles differ
+
+
+def test_replace_section_replaces_only_its_section():
+    from course_lib.tooling.bench_reference import replace_section
+
+    text = "# Benchmarks\n\nintro\n\n## A\n\nold a\n\n## B\n\nb stays\n"
+    replaced = replace_section(text, "## A", "## A\n\nnew a")
+    assert "new a" in replaced and "old a" not in replaced and "b stays" in replaced and "intro" in replaced
+    assert replaced.index("## A") < replaced.index("## B")
+    appended = replace_section(text, "## C", "## C\n\nc")
+    assert appended.endswith("## C\n\nc\n") and "old a" in appended

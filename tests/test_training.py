@@ -1,5 +1,6 @@
 """Tests for course_lib.training: the schedule, label smoothing, clipping, determinism, learning."""
 
+import json
 import math
 import time
 
@@ -248,6 +249,43 @@ def test_translator_checkpoint_round_trip(tmp_path):
     assert steps == [0, 2, 4]
     assert snapshots.shape[:4] == (3, 1, 4, 2)  # (n_snapshots, n_layers, n_sentences, n_heads, T, S)
     assert torch.allclose(snapshots.sum(dim=-1)[..., 0].double(), torch.ones(3, 1, 4, 2), atol=1e-2)  # rows sum to 1
+
+
+def test_translator_recipe_rebuilds_bit_identical_weights(tmp_path):
+    """Two step-based runs of the same recipe, seed and thread count write the same bytes."""
+    from course_lib.train import TranslatorRecipe, train_translator
+
+    # Large enough (d_model 64, batches of 64) that two threads share the embedding gradient's work:
+    # without deterministic kernels its sums come out in a different order from run to run.
+    recipe = TranslatorRecipe(
+        d_model=64, n_heads=2, n_layers=1, d_ff=64, batch_size=64, steps=5, warmup_steps=2,
+        n_train=300, n_val=10, n_test=10, n_long=4, eval_every=2, eval_size=5, snapshot_every=2,
+    )  # fmt: skip
+    assert recipe.time_limit_s is None and recipe.fast_path  # step-based, trained on the fused kernels
+    runs = [train_translator(tmp_path / name, recipe=recipe, progress=False) for name in ("a", "b")]
+    trained = [run.facts["trained_weights_sha256"] for run in runs]  # float32, before rounding to float16
+    assert trained[0] == trained[1]
+    for key, tensor in runs[0].model.state_dict().items():
+        assert torch.equal(tensor, runs[1].model.state_dict()[key]), key
+    infos = [json.loads((tmp_path / name / "translator.json").read_text()) for name in ("a", "b")]
+    assert infos[0]["weights_sha256"] == infos[1]["weights_sha256"]
+    assert infos[0]["translator_snapshots.safetensors_sha256"] == infos[1]["translator_snapshots.safetensors_sha256"]
+    assert infos[0]["facts"]["steps_done"] == 5 and infos[0]["facts"]["schedule"] == "by steps"
+    assert infos[0]["facts"]["torch_threads"] == recipe.threads
+
+
+def test_old_recipes_still_load_and_default_to_the_shipped_step_count():
+    """The shipped JSON's recipe (a clock-based run: 3,000 planned steps, 180 s) still builds a recipe,
+    and the step-based default makes as many steps as the shipped run did."""
+    from course_lib.train import TranslatorRecipe, default_checkpoint_dir
+
+    path = default_checkpoint_dir() / "translator.json"
+    if not path.exists():
+        pytest.skip("no shipped translator checkpoint")
+    info = json.loads(path.read_text())
+    shipped = TranslatorRecipe(**info["recipe"])
+    assert shipped.time_limit_s == 180.0 and shipped.steps == 3000
+    assert TranslatorRecipe().steps == info["facts"]["steps_done"] == 2134
 
 
 def test_shipped_translator_checkpoint():
