@@ -391,3 +391,12 @@ def test_grade_reports_bad_arguments(course, tmp_path, capsys):
     assert "unknown lesson(s) 09" in capsys.readouterr().err
     assert main(["--solutions", str(course / "solutions"), "grade", str(tmp_path / "empty"), "--jobs", "0"]) == 2
     assert "--jobs must be 1 or more" in capsys.readouterr().err
+
+
+def test_check_of_a_lesson_without_exercises_says_so(tmp_path, capsys):
+    (tmp_path / "exercises").mkdir()
+    for path in (ROOT / "exercises").glob("04_*.ipynb"):
+        (tmp_path / "exercises" / path.name).write_bytes(path.read_bytes())
+    status = main(["--solutions", str(ROOT / "solutions"), "check", "99", "--dir", str(tmp_path / "exercises")])
+    assert status == 2
+    assert "has no exercises" in capsys.readouterr().err

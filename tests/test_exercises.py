@@ -172,3 +172,24 @@ def test_each_stub_fails_its_check_with_the_rest_solved(kernel, lesson):
         assert errors[0].ename == "CheckFailed"
         assert errors[0].evalue.startswith(f"{exercise} ") and "not implemented yet" in errors[0].evalue
         assert not errors_in(kernel(answers[exercise]))
+
+
+def test_build_exercises_never_loses_a_learners_edits(tmp_path, capsys):
+    """Rebuilding over an edited exercise notebook backs it up first, loudly; a pristine one is just replaced."""
+    from course_lib.exercise_system.build import BACKUP_FOLDER, build_exercises
+
+    solutions = ROOT / "solutions"
+    build_exercises(solutions, tmp_path)
+    edited = sorted(tmp_path.glob("04_*.ipynb"))[0]
+    learner_text = edited.read_text(encoding="utf-8").replace("NotImplementedError", "NotImplementedError  # mine", 1)
+    edited.write_text(learner_text, encoding="utf-8")
+    capsys.readouterr()
+
+    changed = build_exercises(solutions, tmp_path)
+
+    assert changed == [edited]
+    backups = list((tmp_path / BACKUP_FOLDER).glob("04_*.ipynb"))
+    assert len(backups) == 1 and backups[0].read_text(encoding="utf-8") == learner_text
+    assert "edited since it was built" in capsys.readouterr().out
+    assert build_exercises(solutions, tmp_path) == []  # a rebuilt notebook is pristine again: no second backup
+    assert len(list((tmp_path / BACKUP_FOLDER).glob("*.ipynb"))) == 1

@@ -33,7 +33,13 @@ markdown and feedback files), ``nbgrader_export`` (the exercises as an nbgrader 
 (the ``course`` command).
 """
 
-from course_lib.exercise_system.build import build_exercise_notebook, build_exercises, notebook_text, stub_source
+from course_lib.exercise_system.build import (
+    back_up_notebook,
+    build_exercise_notebook,
+    build_exercises,
+    notebook_text,
+    stub_source,
+)
 from course_lib.exercise_system.grading import (
     DEFAULT_GRADE_TIMEOUT,
     failure_message,
@@ -69,6 +75,7 @@ from course_lib.exercise_system.notebooks import (
 from course_lib.exercise_system.reports import ExerciseResult, GradeTable, Journal, NotebookReport
 
 __all__ = [
+    "back_up_notebook",
     "BEGIN_SOLUTION",
     "CHECK_COMMENT",
     "DEFAULT_GRADE_TIMEOUT",

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -104,27 +108,73 @@ def notebook_text(nb) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+BUILT_MANIFEST = ".built.json"
+"""In the exercises folder: file name -> SHA-256 of the notebook the last build wrote there."""
+BACKUP_FOLDER = ".backup"
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_built_manifest(exercises_dir: Path) -> dict[str, str]:
+    path = Path(exercises_dir) / BUILT_MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def back_up_notebook(target: Path, backup_dir: Path) -> Path:
+    """Copy ``target`` into ``backup_dir`` under a new name (a second backup never replaces the first)."""
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = backup_dir / f"{target.stem}-{stamp}.ipynb"
+    counter = 1
+    while backup.exists():
+        backup = backup_dir / f"{target.stem}-{stamp}-{counter}.ipynb"
+        counter += 1
+    shutil.copy2(target, backup)
+    return backup
+
+
 def build_exercises(solutions_dir: Path, exercises_dir: Path, check_only: bool = False) -> list[Path]:
     """Write ``exercises_dir/NN_*.ipynb`` for every solution notebook.
+
+    A notebook that differs from the one the last build wrote (a learner's work) is never lost:
+    it is copied to ``.backup/`` first, and the copy is named on the console.
 
     Returns the exercise notebooks that were (with ``check_only``: would be) created or changed.
     """
     solutions = lesson_notebooks(solutions_dir)
     if not solutions:
         raise FileNotFoundError(f"no solution notebooks NN_*.ipynb in {solutions_dir}")
+    exercises_dir = Path(exercises_dir)
+    last_built = read_built_manifest(exercises_dir)
+    built = {}
     changed = []
     for path in solutions.values():
         try:
             text = notebook_text(build_exercise_notebook(read_notebook(path)))
         except ValueError as error:
             raise ValueError(f"{path.name}: {error}") from None
-        target = Path(exercises_dir) / path.name
+        built[path.name] = text_digest(text)
+        target = exercises_dir / path.name
         current = target.read_text(encoding="utf-8") if target.is_file() else None
-        if current != text:
-            changed.append(target)
-            if not check_only:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8", newline="\n")
+        if current == text:
+            continue
+        changed.append(target)
+        if check_only:
+            continue
+        if current is not None and text_digest(current) != last_built.get(path.name):
+            backup = back_up_notebook(target, exercises_dir / BACKUP_FOLDER)
+            print(f"{target.name} was edited since it was built: your version is kept as {backup}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8", newline="\n")
+    if not check_only:
+        manifest = json.dumps(dict(sorted(built.items())), indent=1) + "\n"
+        (exercises_dir / BUILT_MANIFEST).write_text(manifest, encoding="utf-8", newline="\n")
     return changed
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -215,6 +214,11 @@ def command_check(args, solutions_dir: Path) -> int:
     lessons = args.lessons or sorted(mine)
     if not lessons:
         raise UserError(f"no exercise notebooks NN_*.ipynb in {folder}")
+    unknown = [lesson for lesson in lessons if lesson not in mine and lesson not in solutions]
+    if unknown:
+        raise UserError(
+            f"lesson {', '.join(unknown)} has no exercises; the lessons with exercises are {', '.join(sorted(solutions))}"
+        )
     rows = []
     for lesson in lessons:
         if lesson not in mine:
@@ -296,15 +300,7 @@ def command_reset(args, solutions_dir: Path) -> int:
     source = solutions[args.lesson]
     target = args.dir / source.name
     if target.exists():
-        backup_dir = args.dir / BACKUP_FOLDER
-        backup_dir.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        backup = backup_dir / f"{target.stem}-{stamp}.ipynb"
-        counter = 1
-        while backup.exists():
-            backup = backup_dir / f"{target.stem}-{stamp}-{counter}.ipynb"
-            counter += 1
-        shutil.copy2(target, backup)
+        backup = ex.back_up_notebook(target, args.dir / BACKUP_FOLDER)
         print(f"your notebook is saved as {backup}")
     args.dir.mkdir(parents=True, exist_ok=True)
     text = ex.notebook_text(ex.build_exercise_notebook(ex.read_notebook(source)))
@@ -419,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args, solutions_dir)
     except (UserError, ex.NotebookUnreadable, FileNotFoundError) as error:
         print(f"course {args.command}: {error}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as error:
+        where = f" {error.filename}" if error.filename else ""
+        print(f"course {args.command}: cannot use{where}: {error.strerror or error}", file=sys.stderr)
         return 2
 
 
