@@ -6,6 +6,7 @@ repository. Screenshots land in artifacts/browser/.
 
 import json
 import re
+import time
 import shutil
 
 import pytest
@@ -209,5 +210,9 @@ def test_the_explainer_generates_a_token_on_smollm2_in_lesson_14(page, lab):
     )
     grown = tokens.locator("code").all_inner_texts()
     assert grown[: len(typed)] == typed and len(grown) == len(typed) + 1
+    # The token list is HTML and updates first; the figure is a PNG that arrives a moment later.
+    deadline = time.monotonic() + 30
+    while figure.screenshot() == before and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
     assert figure.screenshot() != before, "the explainer's figure did not change after Generate"
     save_screenshot(explainer, "lesson14_explainer_generated")
