@@ -6,8 +6,8 @@ repository. Screenshots land in artifacts/browser/.
 
 import json
 import re
-import time
 import shutil
+import time
 
 import pytest
 from browser_support import (
