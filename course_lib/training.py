@@ -113,7 +113,7 @@ def reproducible(threads: int) -> Iterator[None]:
     previous_threads = torch.get_num_threads()
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(False)  # TEMP
+    torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
