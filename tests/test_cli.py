@@ -400,3 +400,11 @@ def test_check_of_a_lesson_without_exercises_says_so(tmp_path, capsys):
     status = main(["--solutions", str(ROOT / "solutions"), "check", "99", "--dir", str(tmp_path / "exercises")])
     assert status == 2
     assert "has no exercises" in capsys.readouterr().err
+
+
+def test_the_course_folder_is_found_from_anywhere():
+    """Run outside the course folder, the course command still finds the solutions and hints."""
+    from course_lib.exercise_system.notebooks import course_root
+
+    assert (course_root() / "solutions" / "hints.json").is_file()
+    assert (course_root() / "course_lib" / "__init__.py").is_file()

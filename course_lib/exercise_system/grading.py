@@ -231,7 +231,7 @@ class GradingContext:
 
     def guard(self, folder: Path) -> dict:
         """The rules of a run's audit hook (see ``sandbox.make_guard``)."""
-        root = course_root().parent
+        root = course_root()
         forbidden = [
             (self.solutions_dir, "read the course's solutions"),
             (root / ".git", "read the course's history (it holds the solutions)"),

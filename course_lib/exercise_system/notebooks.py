@@ -24,7 +24,7 @@ NBFORMAT_MINOR = 5
 
 def course_root() -> Path:
     """The course folder: the parent of the ``course_lib`` package (an editable install)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def default_solutions_dir() -> Path:

@@ -433,7 +433,7 @@ def host_environment(scratch: Path, threads: int) -> dict[str, str]:
     }
     from course_lib.exercise_system.notebooks import course_root
 
-    package_parent = str(course_root().parent)
+    package_parent = str(course_root())
     env.update(
         HOME=str(scratch / "home"),
         IPYTHONDIR=str(scratch / "ipython"),
