@@ -28,8 +28,9 @@ class CausalLanguageModel(Protocol):
 
     * ``config.context_length``: the longest sequence the model accepts;
     * ``new_cache()``: an empty key/value cache;
-    * ``model(token_ids (B, T), cache=None) -> logits (B, T, V)``: with a cache, only the new
-      tokens are passed and the model continues from the cached ones.
+    * ``model(token_ids (B, T), cache=None, last_token_only=False) -> logits (B, T, V)``: with a
+      cache, only the new tokens are passed and the model continues from the cached ones; with
+      ``last_token_only=True`` only the last position's logits (B, 1, V) are computed.
 
     Built in lesson 09 (output layer and generation); ``Llama`` joins in lesson 13.
     """
@@ -38,7 +39,7 @@ class CausalLanguageModel(Protocol):
 
     def new_cache(self) -> object: ...
 
-    def __call__(self, token_ids: torch.Tensor, cache: object = None) -> torch.Tensor: ...
+    def __call__(self, token_ids: torch.Tensor, cache: object = None, last_token_only: bool = False) -> torch.Tensor: ...
 
 
 def _require_causal_language_model(where: str, model) -> None:
@@ -233,7 +234,7 @@ def generate(
     for _ in tqdm(range(max_new_tokens), disable=not progress, desc="generating"):
         if not use_cache:
             step_input = ids[:, -context_length:]  # (B, <= context_length)
-        logits = model(step_input, cache=cache)[:, -1, :]  # (B, V)
+        logits = model(step_input, cache=cache, last_token_only=True)[:, -1, :]  # (B, V)
         probs = next_token_probs(logits, temperature, top_k, top_p)  # (B, V)
         if temperature == 0:
             next_ids = probs.argmax(dim=-1)  # (B,)

@@ -133,7 +133,8 @@ class Llama(nn.Module):
     ``forward(token_ids, cache=None)``: without a cache, the whole sequence with a causal
     mask. With ``cache = model.new_cache()``, pass the prompt first and then only the new
     tokens: earlier keys and values come from the cache, and the new tokens continue the
-    positions where the cache stops. Logits come in the dtype of the model's weights.
+    positions where the cache stops. Logits come in the dtype of the model's weights;
+    ``last_token_only=True`` computes them for the last position only (B, 1, V), as generation does.
 
     While ``course_lib.activations.recording`` runs, ``recorder`` keeps ``token_embeddings``
     and ``logits`` (the blocks and norms record their own tensors).
@@ -202,15 +203,19 @@ class Llama(nn.Module):
                 f"context_length={c.context_length}"
             )
 
-    def forward(self, token_ids: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(
+        self, token_ids: torch.Tensor, cache: list[KVCache] | None = None, last_token_only: bool = False
+    ) -> torch.Tensor:
         self._check_inputs(token_ids, cache)
         embeddings = self.token_embedding(token_ids)  # (B, T, d_model)
         x = embeddings
         for index, block in enumerate(self.blocks):
             block_cache = cache[index] if cache is not None else None
             x = block(x, kv_cache=block_cache)  # (B, T, d_model): each layer places T after its cached tokens
-        x = self.final_norm(x)  # (B, T, d_model)
-        logits = self.lm_head(x)  # (B, T, V)
+        if last_token_only:  # generation needs only the last position's logits
+            x = x[:, -1:, :]  # (B, 1, d_model)
+        x = self.final_norm(x)  # (B, T or 1, d_model)
+        logits = self.lm_head(x)  # (B, T or 1, V)
         if self.recorder is not None:
             self.recorder(token_embeddings=embeddings, logits=logits)
         return logits

@@ -284,7 +284,11 @@ class GPT(nn.Module):
             )
         return start
 
-    def forward(self, token_ids: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(
+        self, token_ids: torch.Tensor, cache: list[KVCache] | None = None, last_token_only: bool = False
+    ) -> torch.Tensor:
+        """Logits for every position, or with ``last_token_only=True`` for the last one only
+        (B, 1, V), which is all generation needs: the output layer is the largest matrix product."""
         where = "GPT.forward"
         require_rank(where, "token_ids", token_ids, "(B, T) token ids", 2, hint="add a batch dimension")
         if token_ids.dtype not in INTEGER_DTYPES:
@@ -310,8 +314,10 @@ class GPT(nn.Module):
         for index, block in enumerate(self.blocks):
             block_cache = cache[index] if cache is not None else None
             x = block(x, mask, kv_cache=block_cache, is_causal=is_causal)  # (B, T_new, d_model)
-        x = self.final_norm(x)  # (B, T_new, d_model)
-        logits = self.lm_head(x)  # (B, T_new, V)
+        if last_token_only:
+            x = x[:, -1:, :]  # (B, 1, d_model)
+        x = self.final_norm(x)  # (B, T_new or 1, d_model)
+        logits = self.lm_head(x)  # (B, T_new or 1, V)
         if self.recorder is not None:
             positions = self.position_embedding.weight[start:T_total]  # (T_new, d_model): the rows that were added
             self.recorder(

@@ -16,6 +16,7 @@ from torch import nn
 
 from course_lib._validation import require_positive_int, require_rank, require_size, shape_text
 from course_lib.attention import check_attention_mask, scaled_dot_product_attention
+from course_lib.embeddings import TokenEmbedding
 from course_lib.masks import shared_causal_mask
 from course_lib.normalization import LayerNorm, RMSNorm
 from course_lib.rotary import apply_rope, apply_rope_cached
@@ -427,7 +428,8 @@ def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
 
     * ``MultiHeadAttention`` and ``GroupedQueryAttention``: ``F.scaled_dot_product_attention``
       (``is_causal=True`` where the mask is the plain causal mask), keeping no weights;
-    * ``LayerNorm``: ``F.layer_norm``; ``RMSNorm``: ``F.rms_norm``.
+    * ``LayerNorm``: ``F.layer_norm``; ``RMSNorm``: ``F.rms_norm``;
+    * ``TokenEmbedding``: ``F.embedding`` (its backward pass is faster than indexing's).
 
     (GELU and SiLU are PyTorch's own functions on both paths.) The fast path gives the same
     outputs and gradients (``tests/test_fast_path.py``) but keeps no attention weights, so use
@@ -440,7 +442,7 @@ def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
     for module in model.modules():
         if isinstance(module, MultiHeadAttention | GroupedQueryAttention):
             module.need_weights = not enabled
-        elif isinstance(module, LayerNorm | RMSNorm):
+        elif isinstance(module, LayerNorm | RMSNorm | TokenEmbedding):
             module.fused = bool(enabled)
     return model
 
@@ -457,17 +459,17 @@ def readable_path(model: nn.Module) -> Iterator[nn.Module]:
     """
     fast_attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention | GroupedQueryAttention)]
     fast_attention = [m for m in fast_attention if not m.need_weights]
-    fused_norms = [m for m in model.modules() if isinstance(m, LayerNorm | RMSNorm) and m.fused]
+    fused_parts = [m for m in model.modules() if isinstance(m, LayerNorm | RMSNorm | TokenEmbedding) and m.fused]
     for module in fast_attention:
         module.need_weights = True
-    for module in fused_norms:
+    for module in fused_parts:
         module.fused = False
     try:
         yield model
     finally:
         for module in fast_attention:
             module.need_weights = False
-        for module in fused_norms:
+        for module in fused_parts:
             module.fused = True
 
 

@@ -79,6 +79,7 @@ from course_lib.multihead import (  # noqa: E402
     use_fast_path,
 )
 from course_lib.normalization import LayerNorm, RMSNorm  # noqa: E402
+from course_lib.embeddings import TokenEmbedding  # noqa: E402
 from course_lib.rotary import apply_rope, apply_rope_cached  # noqa: E402
 
 TOL = 1e-12
@@ -235,8 +236,9 @@ def test_use_fast_path_switches_every_part_and_readable_path_switches_back():
     for model in (gpt, llama):
         assert use_fused_attention(model) is model  # the earlier name: the same whole-model switch
         attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention | GroupedQueryAttention)]
-        norms = [m for m in model.modules() if isinstance(m, LayerNorm | RMSNorm)]
+        norms = [m for m in model.modules() if isinstance(m, LayerNorm | RMSNorm | TokenEmbedding)]
         assert attention and norms
+        assert model is llama or any(isinstance(m, TokenEmbedding) for m in norms)  # GPT's embedding switches too
         assert all(not m.need_weights for m in attention) and all(m.fused for m in norms)
         with readable_path(model):
             assert all(m.need_weights for m in attention) and not any(m.fused for m in norms)

@@ -111,6 +111,31 @@ def test_gpt_cached_logits_equal_full_forward():
     assert (stepwise - full).abs().max() < 1e-12
 
 
+@pytest.mark.parametrize("family", ["gpt", "llama"])
+def test_last_token_only_logits_are_the_last_row_of_the_full_logits(family):
+    """Generation asks for the last position's logits only (the output layer is the largest
+    product); they are the last row of the full forward pass, with and without a cache."""
+    from course_lib.llama import Llama, LlamaConfig
+
+    torch.manual_seed(0)
+    if family == "gpt":
+        model = small_gpt()
+    else:
+        config = LlamaConfig(vocab_size=23, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48, context_length=40)
+        model = Llama(config).eval()
+    ids = torch.randint(0, 23, (2, 9))  # (B, T)
+    with torch.no_grad():
+        full = model(ids)  # (B, T, V)
+        last = model(ids, last_token_only=True)  # (B, 1, V)
+        assert last.shape == (2, 1, 23)
+        torch.testing.assert_close(last, full[:, -1:], rtol=0, atol=1e-6)
+        cache = model.new_cache()
+        model(ids[:, :5], cache=cache, last_token_only=True)  # the cache still holds all 5 positions
+        assert len(cache[0]) == 5
+        continued = model(ids[:, 5:], cache=cache, last_token_only=True)  # (B, 1, V)
+    torch.testing.assert_close(continued, full[:, -1:], rtol=0, atol=1e-5)
+
+
 def test_encoder_decoder_greedy_with_cache_equals_recomputing():
     model = small_transformer()
     src = torch.randint(3, 19, (4, 9))

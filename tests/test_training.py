@@ -275,18 +275,21 @@ def test_translator_recipe_rebuilds_bit_identical_weights(tmp_path):
     assert infos[0]["facts"]["torch_threads"] == recipe.threads
 
 
-def test_old_recipes_still_load_and_default_to_the_shipped_step_count():
-    """The shipped JSON's recipe (a clock-based run: 3,000 planned steps, 180 s) still builds a recipe,
-    and the step-based default makes as many steps as the shipped run did."""
+def test_the_shipped_translator_is_the_default_recipe_by_steps():
+    """The shipped checkpoint was made by today's default recipe, counted in steps, so
+    ``python -m course_lib.train translator`` rebuilds it; an older clock-based recipe still loads."""
     from course_lib.train import TranslatorRecipe, default_checkpoint_dir
 
     path = default_checkpoint_dir() / "translator.json"
     if not path.exists():
         pytest.skip("no shipped translator checkpoint")
     info = json.loads(path.read_text())
-    shipped = TranslatorRecipe(**info["recipe"])
-    assert shipped.time_limit_s == 180.0 and shipped.steps == 3000
-    assert TranslatorRecipe().steps == info["facts"]["steps_done"] == 2134
+    assert TranslatorRecipe(**info["recipe"]) == TranslatorRecipe()
+    assert info["facts"]["schedule"] == "by steps"
+    assert info["facts"]["steps_done"] == TranslatorRecipe().steps
+    assert info["facts"]["torch_threads"] == TranslatorRecipe().threads
+    older = dict(info["recipe"], steps=3000, time_limit_s=180.0)  # what the first shipped run's JSON said
+    assert TranslatorRecipe(**older).time_limit_s == 180.0
 
 
 def test_shipped_translator_checkpoint():

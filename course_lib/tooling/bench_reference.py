@@ -322,13 +322,15 @@ attention weights for the lessons' pictures); the fast path is the same model af
 
 Where the remaining gaps come from:
 
-- **Fast path, GPT.** The arithmetic is the reference's; what is left comes from keeping `w_q`,
-  `w_k` and `w_v` as three projections (so that the lessons can copy, plot and explain each):
-  three matrix products of width d_model instead of one of width 3 d_model (about 1-2% of a
-  forward pass at d_model 384), 16 more parameter tensors for AdamW's loop over parameters, and
-  about 40 more small operations and module calls per step, together about 1.5 ms per step. The
-  small model's step takes 60-90 ms, so this is 1-2% there; at the larger size it is lost in the
-  noise. The input checks cost about 0.1 ms per step (0.1 to 5 microseconds each, measured).
+- **Fast path, GPT.** The arithmetic is the reference's, and the embedding lookup now uses
+  `F.embedding` too (indexing, `table[token_ids]`, has a slower backward pass: 0.4 ms a step at the
+  small size, measured with PyTorch's profiler). What is left comes from keeping `w_q`, `w_k` and
+  `w_v` as three layers (so that the lessons can copy, plot and explain each): 16 more parameter
+  tensors for AdamW's loop over parameters (about 0.5 ms a step) and three matrix products instead
+  of one. Stacking the three weights into one product at every step was tried and dropped: the copy
+  it needs costs as much as it saves in training, and far more in generation, where the weights are
+  read once per token. At the small size a step takes 35-45 ms, so this is 1-3%; at the larger size
+  it is lost in the noise. The input checks cost about 0.1 ms a step (0.1 to 5 microseconds each).
 - **Readable path, GPT.** Swapping only the layer norm for `F.layer_norm` gains about 6% at the small
   size, swapping only the attention for the fused kernel about 5%. The hand-written `layer_norm` is
   about eight small operations each way where `F.layer_norm` is one kernel, and there are two per
@@ -342,7 +344,8 @@ Where the remaining gaps come from:
   PyTorch on CPU), keeps the cos/sin tables of the last positions (`apply_rope_cached`) and lets the
   fused kernel pair query heads with their key/value heads (`enable_gqa`) instead of copying the
   keys and values. For generation `transformers` runs a logits-processor pipeline and cache
-  bookkeeping per token, course_lib's `generate` a plain loop. The readable path computes the RoPE
+  bookkeeping per token, course_lib's `generate` a plain loop; both compute the output layer for the
+  last position only (`last_token_only=True`). The readable path computes the RoPE
   angles in float64 for every layer, builds the causal mask rows and repeats the key/value heads for
   every token, which is why it trails `transformers` by 10-20%.
 """
