@@ -1,5 +1,7 @@
 """The benchmark harness: interleaving and the median of per-pair ratios."""
 
+import pytest
+
 from course_lib.tooling.bench import Comparison, format_table, interleaved
 
 
@@ -37,7 +39,6 @@ def test_nano_style_gpt_with_copied_weights_computes_the_same_logits():
 
 
 def test_llama_pair_holds_the_same_weights():
-    import pytest
     import torch
 
     pytest.importorskip("transformers")
@@ -60,3 +61,16 @@ def test_replace_section_replaces_only_its_section():
     assert replaced.index("## A") < replaced.index("## B")
     appended = replace_section(text, "## C", "## C\n\nc")
     assert appended.endswith("## C\n\nc\n") and "old a" in appended
+
+
+def test_widget_latencies_time_every_widget_and_the_explainer_twice(tmp_path):
+    """``make bench``'s widget table: one row per widget, the explainer on two controls, each with its target;
+    and the notebook timer refuses a folder without lessons instead of writing an empty table."""
+    from course_lib.tooling.bench import time_notebooks, widget_latencies
+
+    rows = widget_latencies(changes=3, smollm2=False)
+    names = [name for name, _, _, _ in rows]
+    assert names.count("GPTExplainer, tiny GPT") == 2 and "HeadGrid" in names
+    assert all(seconds > 0 and target.startswith("<=") for _, _, seconds, target in rows)
+    with pytest.raises(FileNotFoundError, match="no lesson notebooks"):
+        time_notebooks(tmp_path)

@@ -324,13 +324,15 @@ Where the remaining gaps come from:
 
 - **Fast path, GPT.** The arithmetic is the reference's, and the embedding lookup now uses
   `F.embedding` too (indexing, `table[token_ids]`, has a slower backward pass: 0.4 ms a step at the
-  small size, measured with PyTorch's profiler). What is left comes from keeping `w_q`, `w_k` and
-  `w_v` as three layers (so that the lessons can copy, plot and explain each): 16 more parameter
-  tensors for AdamW's loop over parameters (about 0.5 ms a step) and three matrix products instead
-  of one. Stacking the three weights into one product at every step was tried and dropped: the copy
+  small size, measured with PyTorch's profiler). What is left, 0-4% at the small size and nothing
+  measurable at the larger one, comes from keeping `w_q`, `w_k` and `w_v` as three layers (so that
+  the lessons can copy, plot and explain each): three smaller matrix products instead of one, and
+  16 more parameter tensors, each a few more small operations in the backward pass and in AdamW's
+  loop over parameters. With PyTorch's fused AdamW on both sides (one kernel for every parameter, as
+  the course's recipes train) the small-size ratio stays at 1.03-1.04, so AdamW's loop is not most
+  of it. Stacking the three weights into one product at every step was tried and dropped: the copy
   it needs costs as much as it saves in training, and far more in generation, where the weights are
-  read once per token. At the small size a step takes 35-45 ms, so this is 1-3%; at the larger size
-  it is lost in the noise. The input checks cost about 0.1 ms a step (0.1 to 5 microseconds each).
+  read once per token. The input checks cost about 0.1 ms a step (0.1 to 5 microseconds each).
 - **Readable path, GPT.** Swapping only the layer norm for `F.layer_norm` gains about 6% at the small
   size, swapping only the attention for the fused kernel about 5%. The hand-written `layer_norm` is
   about eight small operations each way where `F.layer_norm` is one kernel, and there are two per
