@@ -39,7 +39,9 @@ class CausalLanguageModel(Protocol):
 
     def new_cache(self) -> object: ...
 
-    def __call__(self, token_ids: torch.Tensor, cache: object = None, last_token_only: bool = False) -> torch.Tensor: ...
+    def __call__(
+        self, token_ids: torch.Tensor, cache: object = None, last_token_only: bool = False
+    ) -> torch.Tensor: ...
 
 
 def _require_causal_language_model(where: str, model) -> None:

@@ -68,6 +68,7 @@ def test_fused_gpt_and_transformer_equal_readable():
 # ---------------------------------------------------------------------------------------------
 
 from course_lib.attention import scaled_dot_product_attention  # noqa: E402
+from course_lib.embeddings import TokenEmbedding  # noqa: E402
 from course_lib.generation import generate  # noqa: E402
 from course_lib.llama import Llama, LlamaConfig  # noqa: E402
 from course_lib.multihead import (  # noqa: E402
@@ -79,7 +80,6 @@ from course_lib.multihead import (  # noqa: E402
     use_fast_path,
 )
 from course_lib.normalization import LayerNorm, RMSNorm  # noqa: E402
-from course_lib.embeddings import TokenEmbedding  # noqa: E402
 from course_lib.rotary import apply_rope, apply_rope_cached  # noqa: E402
 
 TOL = 1e-12

@@ -335,7 +335,11 @@ def widget_latencies(changes: int = 50, smollm2: bool = True) -> list[tuple[str,
         "AttentionStepThrough": (course_widgets.AttentionStepThrough(), "stage", "<= 100"),
         "MaskExplorer": (course_widgets.MaskExplorer(), "mask", "<= 100"),
         "HeadGrid": (course_widgets.HeadGrid(heads, [f"t{i}" for i in range(10)]), "head", "<= 100"),
-        "SamplingExplorer": (course_widgets.SamplingExplorer(logits, [f"w{i}" for i in range(50)]), "temperature", "<= 100"),  # fmt: skip
+        "SamplingExplorer": (
+            course_widgets.SamplingExplorer(logits, [f"w{i}" for i in range(50)]),
+            "temperature",
+            "<= 100",
+        ),  # fmt: skip
         "AblationToggles": (course_widgets.AblationToggles(), "no_scaling", "<= 100"),
         "GPTExplainer, tiny GPT": (explainer, "stage", "<= 100"),
         "GPTExplainer, tiny GPT ": (explainer, "layer", "<= 100"),
