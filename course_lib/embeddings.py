@@ -20,6 +20,8 @@ def checked_token_ids(where: str, token_ids: torch.Tensor, table: torch.Tensor) 
 
     Shapes:
         token_ids (B, T) or (T,), table (V, d_model) -> token_ids, same shape
+
+    Built in lesson 01 (tokens and embeddings).
     """
     require_rank(where, "token_ids", token_ids, "(B, T) or (T,)", (1, 2))
     if token_ids.dtype not in INTEGER_DTYPES:
