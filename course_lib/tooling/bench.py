@@ -330,20 +330,16 @@ def widget_latencies(changes: int = 50, smollm2: bool = True) -> list[tuple[str,
     heads = torch.softmax(torch.randn(2, 4, 10, 10, generator=generator), dim=-1)  # (layers, heads, T, T)
     logits = torch.randn(50, generator=generator) * 2  # (V,)
     explainer = GPTExplainer()  # lesson 11's tiny GPT
-    built = {
-        "PositionalEncodingExplorer": (course_widgets.PositionalEncodingExplorer(), "position", "<= 100"),
-        "AttentionStepThrough": (course_widgets.AttentionStepThrough(), "stage", "<= 100"),
-        "MaskExplorer": (course_widgets.MaskExplorer(), "mask", "<= 100"),
-        "HeadGrid": (course_widgets.HeadGrid(heads, [f"t{i}" for i in range(10)]), "head", "<= 100"),
-        "SamplingExplorer": (
-            course_widgets.SamplingExplorer(logits, [f"w{i}" for i in range(50)]),
-            "temperature",
-            "<= 100",
-        ),  # fmt: skip
-        "AblationToggles": (course_widgets.AblationToggles(), "no_scaling", "<= 100"),
-        "GPTExplainer, tiny GPT": (explainer, "stage", "<= 100"),
-        "GPTExplainer, tiny GPT ": (explainer, "layer", "<= 100"),
-    }
+    built = [  # (name, widget, the control to move, target)
+        ("PositionalEncodingExplorer", course_widgets.PositionalEncodingExplorer(), "position", "<= 100"),
+        ("AttentionStepThrough", course_widgets.AttentionStepThrough(), "stage", "<= 100"),
+        ("MaskExplorer", course_widgets.MaskExplorer(), "mask", "<= 100"),
+        ("HeadGrid", course_widgets.HeadGrid(heads, [f"t{i}" for i in range(10)]), "head", "<= 100"),
+        ("SamplingExplorer", course_widgets.SamplingExplorer(logits, [f"w{i}" for i in range(50)]), "temperature", "<= 100"),
+        ("AblationToggles", course_widgets.AblationToggles(), "no_scaling", "<= 100"),
+        ("GPTExplainer, tiny GPT", explainer, "stage", "<= 100"),
+        ("GPTExplainer, tiny GPT", explainer, "layer", "<= 100"),
+    ]  # fmt: skip
     if smollm2:
         try:
             from course_lib.pretrained import load_smollm2
@@ -353,9 +349,9 @@ def widget_latencies(changes: int = 50, smollm2: bool = True) -> list[tuple[str,
             pass
         else:
             on_smollm2 = GPTExplainer(model, tokenizer, prompt="The capital of France is Paris. The capital of")
-            built["GPTExplainer, SmolLM2-135M"] = (on_smollm2, "layer", "<= 150")
+            built.append(("GPTExplainer, SmolLM2-135M", on_smollm2, "layer", "<= 150"))
     results = []
-    for name, (widget, control_name, target) in built.items():
+    for name, widget, control_name, target in built:
         control = widget.controls.get(control_name) or next(iter(widget.controls.values()))
         if isinstance(control, ipywidgets.Checkbox):
             values = [True, False]
@@ -371,7 +367,7 @@ def widget_latencies(changes: int = 50, smollm2: bool = True) -> list[tuple[str,
             if control.value == value:
                 continue
             seconds.append(time_once(lambda control=control, value=value: setattr(control, "value", value)))
-        results.append((name.strip(), control.description or control_name, statistics.median(seconds), target))
+        results.append((name, control.description or control_name, statistics.median(seconds), target))
     return results
 
 
