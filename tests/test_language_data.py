@@ -303,6 +303,20 @@ def test_train_gpt_checkpoint_rebuilds_bit_identical_weights(tmp_path):
     assert torch.get_num_threads() == threads  # the recipe's thread count is set for the run only
 
 
+def test_the_shipped_tiny_gpt_is_the_default_recipe_by_steps():
+    """The shipped checkpoint was made by today's default recipe, counted in steps and in under three
+    minutes, so ``python -m course_lib.train gpt`` rebuilds it on the machine that made it."""
+    import dataclasses
+    import json
+
+    info = json.loads((tiny_gpt.CHECKPOINT_DIR / f"{tiny_gpt.CHECKPOINT_NAME}.json").read_text())
+    assert info["recipe"] == dataclasses.asdict(tiny_gpt.TinyGPTRecipe())
+    assert info["schedule"] == "by steps" and info["time_limit_s"] is None
+    assert info["steps"] == tiny_gpt.TinyGPTRecipe().steps
+    assert info["torch_threads"] == tiny_gpt.TinyGPTRecipe().threads
+    assert info["training_seconds"] < 180.0
+
+
 def test_shipped_checkpoint_is_small_and_reaches_its_reported_loss():
     path = tiny_gpt.CHECKPOINT_DIR / f"{tiny_gpt.CHECKPOINT_NAME}.safetensors"
     assert path.stat().st_size <= 5_000_000
