@@ -356,7 +356,15 @@ def test_grade_resumes_after_ctrl_c(course, tmp_path):
     prefix = tmp_path / "grades"
     command = [sys.executable, "-m", "course_lib.exercise_system.cli", "--solutions", str(course / "solutions")]
     command += ["grade", str(class_dir), "--out", str(prefix), "--timeout", "20", "--jobs", "1"]
-    grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # As in a terminal, the grader must be able to receive Ctrl-C: a process started in the background
+    # by a shell inherits SIGINT as ignored, so the grader gets the default action back.
+    grader = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     journal = Path(f"{prefix}.jsonl")
     deadline = time.monotonic() + 120
     while not (journal.is_file() and len(journal.read_text().splitlines()) >= 2):

@@ -30,11 +30,23 @@ def chromium(published):
 
 
 def open_offline(page, path):
-    """Load a local page with the network off; return the requests that failed."""
+    """Load a local page with the network off and let it settle; return the requests it made that failed.
+
+    MathJax fetches its fonts after "load": waiting for the network to go quiet lets them finish (or
+    fail) here, so that the next page's navigation does not abort them and count them against it.
+    """
     failed = []
-    page.on("requestfailed", lambda request: failed.append(f"{request.url} ({request.failure})"))
-    page.goto(path.as_uri())
-    page.wait_for_load_state("load")
+
+    def record(request):
+        failed.append(f"{request.url} ({request.failure})")
+
+    page.on("requestfailed", record)
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        page.wait_for_load_state("networkidle")
+    finally:
+        page.remove_listener("requestfailed", record)
     return failed
 
 

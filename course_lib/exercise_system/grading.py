@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -584,15 +584,10 @@ def _grade_all(context, todo, works, folders, jobs, journal, progress):
     pool = ThreadPoolExecutor(jobs)
     try:
         futures = {pool.submit(work, name): name for name in todo}
-        pending = set(futures)
-        while pending:
-            # Wake up often: the signal of a Ctrl-C may reach a worker thread, and only the main
-            # thread raises KeyboardInterrupt, the next time it runs.
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in done:
-                record = future.result()
-                if record is not None:
-                    yield futures[future], record
+        for future in as_completed(futures):
+            record = future.result()
+            if record is not None:
+                yield futures[future], record
     except BaseException:
         stop.set()
         for host in hosts:
