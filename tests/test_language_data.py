@@ -225,6 +225,29 @@ def test_gpt_token_nll_counts_exactly_the_floor_tokens():
     assert torch.allclose(nll[: first.n_tokens], by_hand, atol=1e-9)
 
 
+def test_language_model_loss_with_a_fixed_token_count_weighs_every_token_the_same():
+    """``tokens_per_sentence=m``: the summed token losses over B * m, whatever the batch's length."""
+    tokenizer = grammar.make_tokenizer()
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=128, d_model=16, n_heads=2, n_layers=1))
+    short = tiny_gpt.encode_sentences([grammar.parse_sentence("the dog runs .")] * 3, tokenizer)
+    long = tiny_gpt.encode_sentences(grammar.sample_corpus(5, seed=3), tokenizer)
+    m = 12.5
+    for ids in (short, long):
+        logits = model(ids[:, :-1])
+        summed = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), ignore_index=PAD_ID, reduction="sum"
+        )
+        fixed = tiny_gpt.language_model_loss(model, ids, tokens_per_sentence=m)
+        assert fixed.item() == pytest.approx(summed.item() / (ids.shape[0] * m), rel=1e-9)
+        # With m equal to this batch's own mean sentence length it is the per-batch mean again.
+        own_mean = (ids[:, 1:] != PAD_ID).sum().item() / ids.shape[0]
+        same = tiny_gpt.language_model_loss(model, ids, tokens_per_sentence=own_mean)
+        assert same.item() == pytest.approx(tiny_gpt.language_model_loss(model, ids).item(), rel=1e-9)
+    for bad in (0, -1.0, float("nan"), "22"):
+        with pytest.raises(ValueError, match="language_model_loss: tokens_per_sentence"):
+            tiny_gpt.language_model_loss(model, short, tokens_per_sentence=bad)
+
+
 def test_loss_by_role_averages_each_role():
     nll = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0])
     roles = ["", grammar.ROLE_AGREEMENT, grammar.ROLE_AGREEMENT, grammar.ROLE_CLOSING, ""]
