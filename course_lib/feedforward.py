@@ -32,7 +32,9 @@ class FeedForward(nn.Module):
     """linear1 -> activation -> dropout -> linear2, applied to every position on its own.
 
     While ``course_lib.activations.recording`` runs, ``recorder`` keeps ``pre_activation``,
-    ``hidden`` (after the activation) and ``output``.
+    ``hidden`` (after the activation) and ``output``. With ``keep_hidden`` (default True) the last
+    hidden activations stay on ``.last_hidden`` for plotting; ``use_fast_path(model)`` turns that off
+    (see ``use_fast_path`` for why).
 
     Shapes:
         x: (B, T, d_model) -> hidden (B, T, d_ff) -> (B, T, d_model)
@@ -54,6 +56,7 @@ class FeedForward(nn.Module):
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.keep_hidden = True
         self.last_hidden: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,7 +68,8 @@ class FeedForward(nn.Module):
         require_dtype(where, "x", x, self.linear1.weight.dtype, "the module's weights")
         pre_activation = self.linear1(x)  # (B, T, d_ff)
         hidden = self.activation(pre_activation)  # (B, T, d_ff)
-        self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
+        if self.keep_hidden:
+            self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
         output = self.linear2(self.dropout(hidden))  # (B, T, d_model)
         if self.recorder is not None:
             self.recorder(pre_activation=pre_activation, hidden=hidden, output=output)
@@ -102,6 +106,7 @@ class SwiGLU(nn.Module):
         self.gate = nn.Linear(d_model, d_ff, bias=bias)
         self.up = nn.Linear(d_model, d_ff, bias=bias)
         self.down = nn.Linear(d_ff, d_model, bias=bias)
+        self.keep_hidden = True  # as in FeedForward: use_fast_path turns it off
         self.last_hidden: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +119,8 @@ class SwiGLU(nn.Module):
         gate = F.silu(self.gate(x))  # (..., d_ff): how much of each hidden feature passes
         up = self.up(x)  # (..., d_ff)
         hidden = gate * up  # (..., d_ff): the gate scales each hidden feature
-        self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
+        if self.keep_hidden:
+            self.last_hidden = hidden.detach()  # kept for plotting the MLP activations
         output = self.down(hidden)  # (..., d_model)
         if self.recorder is not None:
             self.recorder(gate=gate, up=up, hidden=hidden, output=output)

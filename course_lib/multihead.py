@@ -17,6 +17,7 @@ from torch import nn
 from course_lib._validation import require_positive_int, require_rank, require_size, shape_text
 from course_lib.attention import check_attention_mask, scaled_dot_product_attention
 from course_lib.embeddings import TokenEmbedding
+from course_lib.feedforward import FeedForward, SwiGLU
 from course_lib.masks import shared_causal_mask
 from course_lib.normalization import LayerNorm, RMSNorm
 from course_lib.rotary import apply_rope, apply_rope_cached
@@ -429,11 +430,15 @@ def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
     * ``MultiHeadAttention`` and ``GroupedQueryAttention``: ``F.scaled_dot_product_attention``
       (``is_causal=True`` where the mask is the plain causal mask), keeping no weights;
     * ``LayerNorm``: ``F.layer_norm``; ``RMSNorm``: ``F.rms_norm``;
-    * ``TokenEmbedding``: ``F.embedding`` (its backward pass is faster than indexing's).
+    * ``TokenEmbedding``: ``F.embedding`` (its backward pass is faster than indexing's);
+    * ``FeedForward`` and ``SwiGLU``: no ``.last_hidden``. A tensor kept after the forward pass
+      holds its memory, so the next layer writes its hidden activations into fresh memory instead of
+      reusing what is still in the CPU's cache (on lesson 11's GPT that cost about 3% of a step).
 
     (GELU and SiLU are PyTorch's own functions on both paths.) The fast path gives the same
-    outputs and gradients (``tests/test_fast_path.py``) but keeps no attention weights, so use
-    it for training and generation, and switch it off before plotting attention. Returns ``model``.
+    outputs and gradients (``tests/test_fast_path.py``) but keeps no attention weights or MLP
+    activations, so use it for training and generation, and switch it off (or use
+    ``readable_path``) before plotting them. Returns ``model``.
 
     Built in lesson 09 (output layer and generation): the cost of attention.
     """
@@ -444,12 +449,15 @@ def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
             module.need_weights = not enabled
         elif isinstance(module, LayerNorm | RMSNorm | TokenEmbedding):
             module.fused = bool(enabled)
+        elif isinstance(module, FeedForward | SwiGLU):
+            module.keep_hidden = not enabled
+            module.last_hidden = None  # nothing stale from the other path
     return model
 
 
 @contextmanager
 def readable_path(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the ``with`` block on the readable path (attention weights kept), then switch back
+    """Run the ``with`` block on the readable path (attention weights and MLP activations kept), then switch back
     exactly the parts that were on the fast path::
 
         with readable_path(model):
@@ -460,10 +468,13 @@ def readable_path(model: nn.Module) -> Iterator[nn.Module]:
     fast_attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention | GroupedQueryAttention)]
     fast_attention = [m for m in fast_attention if not m.need_weights]
     fused_parts = [m for m in model.modules() if isinstance(m, LayerNorm | RMSNorm | TokenEmbedding) and m.fused]
+    quiet_mlps = [m for m in model.modules() if isinstance(m, FeedForward | SwiGLU) and not m.keep_hidden]
     for module in fast_attention:
         module.need_weights = True
     for module in fused_parts:
         module.fused = False
+    for module in quiet_mlps:
+        module.keep_hidden = True
     try:
         yield model
     finally:
@@ -471,6 +482,8 @@ def readable_path(model: nn.Module) -> Iterator[nn.Module]:
             module.need_weights = False
         for module in fused_parts:
             module.fused = True
+        for module in quiet_mlps:
+            module.keep_hidden = False
 
 
 def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:

@@ -69,6 +69,7 @@ def test_fused_gpt_and_transformer_equal_readable():
 
 from course_lib.attention import scaled_dot_product_attention  # noqa: E402
 from course_lib.embeddings import TokenEmbedding  # noqa: E402
+from course_lib.feedforward import FeedForward, SwiGLU  # noqa: E402
 from course_lib.generation import generate  # noqa: E402
 from course_lib.llama import Llama, LlamaConfig  # noqa: E402
 from course_lib.multihead import (  # noqa: E402
@@ -237,14 +238,19 @@ def test_use_fast_path_switches_every_part_and_readable_path_switches_back():
         assert use_fused_attention(model) is model  # the earlier name: the same whole-model switch
         attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention | GroupedQueryAttention)]
         norms = [m for m in model.modules() if isinstance(m, LayerNorm | RMSNorm | TokenEmbedding)]
-        assert attention and norms
+        mlps = [m for m in model.modules() if isinstance(m, FeedForward | SwiGLU)]
+        assert attention and norms and len(mlps) == 2
         assert model is llama or any(isinstance(m, TokenEmbedding) for m in norms)  # GPT's embedding switches too
         assert all(not m.need_weights for m in attention) and all(m.fused for m in norms)
+        assert not any(m.keep_hidden for m in mlps)
         with readable_path(model):
             assert all(m.need_weights for m in attention) and not any(m.fused for m in norms)
+            assert all(m.keep_hidden for m in mlps)
         assert all(not m.need_weights for m in attention) and all(m.fused for m in norms)
+        assert not any(m.keep_hidden for m in mlps)
         use_fast_path(model, enabled=False)
         assert all(m.need_weights for m in attention) and not any(m.fused for m in norms)
+        assert all(m.keep_hidden for m in mlps)
     with pytest.raises(ValueError, match="use_fast_path: model must be a torch.nn.Module"):
         use_fast_path("gpt")
 
@@ -254,6 +260,10 @@ def test_readable_path_keeps_attention_weights_for_pictures():
     ids = torch.randint(0, 20, (1, 6))
     gpt(ids)
     assert gpt.blocks[0].self_attn.attention_weights is None
+    assert gpt.blocks[0].ff.last_hidden is None  # the fast path lets the MLP's activations go
     with readable_path(gpt):
         gpt(ids)
     assert gpt.blocks[0].self_attn.attention_weights.shape == (1, 4, 6, 6)
+    assert gpt.blocks[0].ff.last_hidden.shape == (1, 6, 128)  # (B, T, d_ff)
+    gpt(ids)  # the fast path again: the pictures' tensors stay as the readable pass left them
+    assert gpt.blocks[0].ff.last_hidden.shape == (1, 6, 128)
