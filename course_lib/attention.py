@@ -46,7 +46,7 @@ def scaled_dot_product_attention(
     mask: torch.Tensor | None = None,
     stages: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(Q K^T / sqrt(d_k)) V, one step at a time.
+    """softmax(Q K^T / sqrt(d_k)) V: check the inputs, then compute it step by step (``attend``).
 
     Args:
         q: queries (..., T_q, d_k)
@@ -69,7 +69,17 @@ def scaled_dot_product_attention(
 
     Built in lesson 03 (self-attention).
     """
-    where = "scaled_dot_product_attention"
+    check_attention_inputs("scaled_dot_product_attention", q, k, v, mask)
+    return attend(q, k, v, mask, stages)
+
+
+def check_attention_inputs(
+    where: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> None:
+    """Raise a ValueError naming ``where`` unless q, k, v (and the mask) fit together.
+
+    Built in lesson 03 (self-attention).
+    """
     require_min_rank(where, "q", q, "(..., T_q, d_k)", 2)
     require_min_rank(where, "k", k, "(..., T_k, d_k)", 2)
     require_min_rank(where, "v", v, "(..., T_k, d_v)", 2)
@@ -96,6 +106,24 @@ def scaled_dot_product_attention(
     if mask is not None:
         check_attention_mask(where, mask, (*batch, q.shape[-2], T_k), q.device)
 
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, stages: dict | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The computation of ``scaled_dot_product_attention``, on inputs already checked.
+
+    ``MultiHeadAttention`` and ``GroupedQueryAttention`` call it directly: they check their
+    own inputs and the mask, and build q, k and v themselves, so checking again here would
+    only cost time (about 0.1 ms of 1.8 ms a call, forward and backward, for 12 sequences of 64
+    tokens and 4 heads of 32).
+
+    Shapes:
+        q (..., T_q, d_k), k (..., T_k, d_k), v (..., T_k, d_v)
+        -> output (..., T_q, d_v), weights (..., T_q, T_k)
+
+    Built in lesson 03 (self-attention).
+    """
+    d_k = q.shape[-1]
     dtype = q.dtype
     if dtype in HALF_PRECISION:
         # float16 overflows above 65504: compute the scores and the softmax in float32, as PyTorch's kernels do.

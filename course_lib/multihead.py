@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib._validation import require_positive_int, require_rank, require_size, shape_text
-from course_lib.attention import check_attention_mask, scaled_dot_product_attention
+from course_lib.attention import attend, check_attention_mask
 from course_lib.embeddings import TokenEmbedding
 from course_lib.feedforward import FeedForward, SwiGLU
 from course_lib.masks import shared_causal_mask
@@ -223,7 +223,8 @@ class MultiHeadAttention(nn.Module):
 
         stages = {} if self.recorder is not None else None  # the score stages, kept only while recording
         if self.need_weights:
-            heads, weights = scaled_dot_product_attention(q, k, v, mask, stages)  # (B, n_heads, T_q, d_head)
+            # The inputs and the mask were checked above: attend is scaled_dot_product_attention without its checks.
+            heads, weights = attend(q, k, v, mask, stages)  # (B, n_heads, T_q, d_head)
             self.attention_weights = weights.detach()  # (B, n_heads, T_q, T_k)
             if self.training and self.dropout.p > 0:
                 # Dropout on the weights, then recombine the values (as nn.MultiheadAttention does).
@@ -384,7 +385,7 @@ class GroupedQueryAttention(nn.Module):
             values = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
             # (T, T_k): query i, at position T_past + i, sees keys 0 .. T_past + i
             mask = shared_causal_mask(T_past + T, device=x.device)[T_past:]
-            heads, weights = scaled_dot_product_attention(q, keys, values, mask, stages)  # (B, n_heads, T, d_head)
+            heads, weights = attend(q, keys, values, mask, stages)  # (B, n_heads, T, d_head): inputs built here
             self.attention_weights = weights.detach()  # (B, n_heads, T, T_k)
         else:
             heads = causal_fused_attention(q, k, v, T_past)  # (B, n_heads, T, d_head)
