@@ -271,6 +271,10 @@ GPT_CONFIGS = (
 )
 """The two sizes of the issue that asked for this comparison: (config, batch size)."""
 
+SHORT_STEP_PAIRS = 4
+"""The small GPT's step takes about 40 ms, so one slow moment of the machine moves a ratio by a few
+percent: its rows run this many times the pairs of the others (still only seconds)."""
+
 LLAMA_CONFIG = LlamaConfig(
     vocab_size=256, d_model=256, n_layers=4, n_heads=8, n_kv_heads=4, d_ff=704, context_length=512
 )
@@ -285,9 +289,10 @@ def reference_comparisons(pairs: int = 7, quick: bool = False) -> list[Compariso
         gpt_configs = ((GPTConfig(vocab_size=65, context_length=16, d_model=32, n_heads=4, n_layers=2), 4),)
         llama = LlamaConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, context_length=64)
         llama_B, llama_T, new_tokens = 2, 16, 8
-    for config, B in gpt_configs:
+    for index, (config, B) in enumerate(gpt_configs):
+        gpt_pairs = pairs * SHORT_STEP_PAIRS if index == 0 else pairs
         for fast in (False, True):
-            comparisons.append(bench_gpt_vs_nano_style(config, B, pairs, fast))
+            comparisons.append(bench_gpt_vs_nano_style(config, B, gpt_pairs, fast))
     try:
         import transformers  # noqa: F401
     except ImportError:
@@ -320,27 +325,35 @@ attention weights for the lessons' pictures); the fast path is the same model af
 `use_fast_path(model)` (`F.layer_norm`, `F.rms_norm`, `F.scaled_dot_product_attention` with
 `is_causal=True`), proven equal in `tests/test_fast_path.py`. Both sides use PyTorch's default AdamW.
 
-Where the remaining gaps come from:
+Where the remaining gaps come from (measured by swapping parts between the two models inside one
+training step at the small size, 50-60 rounds, ratios to the reference as it is):
 
-- **Fast path, GPT.** The arithmetic is the reference's, and the embedding lookup now uses
-  `F.embedding` too (indexing, `table[token_ids]`, has a slower backward pass: 0.4 ms a step at the
-  small size, measured with PyTorch's profiler). What is left, 0-4% at the small size and nothing
-  measurable at the larger one, comes from keeping `w_q`, `w_k` and `w_v` as three layers (so that
-  the lessons can copy, plot and explain each): three smaller matrix products instead of one, and
-  16 more parameter tensors, each a few more small operations in the backward pass and in AdamW's
-  loop over parameters. With PyTorch's fused AdamW on both sides (one kernel for every parameter, as
-  the course's recipes train) the small-size ratio stays at 1.03-1.04, so AdamW's loop is not most
-  of it. Stacking the three weights into one product at every step was tried and dropped: the copy
-  it needs costs as much as it saves in training, and far more in generation, where the weights are
-  read once per token. The input checks cost about 0.1 ms a step (0.1 to 5 microseconds each).
-- **Readable path, GPT.** Swapping only the layer norm for `F.layer_norm` gains about 6% at the small
-  size, swapping only the attention for the fused kernel about 5%. The hand-written `layer_norm` is
-  about eight small operations each way where `F.layer_norm` is one kernel, and there are two per
-  block; the readable attention writes the (T, T) scores, scales them, masks them with `masked_fill`
-  (a slow kernel on CPU) and keeps the weights, where the fused kernel skips the masked half
-  altogether. The second `masked_fill` (which turns fully blocked rows from NaN into zeros) now runs
-  only when a row is fully blocked, so never with a causal mask, and the causal mask is built once per
-  size and device (`masks.shared_causal_mask`) instead of at every forward pass.
+- **Fast path, GPT.** The arithmetic is the reference's. What is left, a few percent at the small
+  size and nothing measurable at the larger one, comes from keeping `w_q`, `w_k` and `w_v` as three
+  layers, so that the lessons can copy, plot and explain each. The reference with course_lib's
+  attention layers in place of its own measured 1.02-1.03; with course_lib's MLPs 1.015, its norms
+  1.00 and its embeddings 1.00. Those attention layers without any input checks still measured 1.017,
+  and with the three weights stacked into one product at every step 1.033 (the copy costs what the
+  single product saves; in generation it costs far more, as the weights are read once per token). The
+  three layers add 44 nodes to the backward graph (229 against 185: 16 more gradients to accumulate,
+  8 more matrix products with their transposes and reshapes) and 16 parameter tensors to AdamW's
+  loop; at 40 ms a step those fixed costs are the gap, at 1.9 s they vanish. (With PyTorch's fused
+  AdamW on both sides the small fast-path ratio measured the same, 1.04, so the optimizer is not
+  most of it.) The MLPs keep no `.last_hidden` on the fast path: keeping it made a forward pass about
+  3% slower, as each layer then wrote its hidden activations into fresh memory instead of memory
+  still in the cache.
+- **Readable path, GPT.** Swapped in one at a time at the small size, course_lib's readable norms cost
+  9-12% against `F.layer_norm`, its readable attention 7-10% against the fused kernel, and its
+  embedding lookup (indexing, whose backward pass is slower than `F.embedding`'s) with the readable
+  final norm about 3%. The hand-written `layer_norm` is about seven small operations each way where
+  `F.layer_norm` is one kernel, and there are two per block (it now multiplies by `torch.rsqrt`
+  instead of dividing by a square root: one operation fewer, 15-25% faster on its own). The readable
+  attention writes the (T, T) scores, scales them, masks them with `masked_fill` and keeps the
+  weights for the pictures, where the fused kernel skips the masked half altogether. The attention
+  layers call `attend`, the computation of `scaled_dot_product_attention` without its input checks,
+  which they have already done (checking twice cost about 0.1 ms a call). The second `masked_fill`
+  (which turns fully blocked rows from NaN into zeros) runs only when a row is fully blocked, so never
+  with a causal mask, and the causal mask is built once per size and device (`masks.shared_causal_mask`).
 - **Llama.** `transformers` computes the rotary cos/sin once per forward pass and runs RMSNorm as six
   small operations; course_lib's fast path takes `F.rms_norm` (the same small operations inside
   PyTorch on CPU), keeps the cos/sin tables of the last positions (`apply_rope_cached`) and lets the
