@@ -56,6 +56,7 @@ from course_lib.training import (
     save_checkpoint,
     train,
     verify_file_hash,
+    weights_fingerprint,
 )
 
 TRANSLATOR_NAME = "translator"
@@ -314,19 +315,6 @@ def load_translator_snapshots(directory: Path | str | None = None) -> tuple[list
 
 
 # ---------------------------------------------------------------- the whole run
-
-
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """The SHA-256 of every weight's bytes, in ``state_dict`` order: equal exactly when the weights
-    are equal bit for bit (the shipped file holds them rounded to float16, which hides small
-    differences)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _round_to_float16(model: Transformer) -> None:

@@ -459,6 +459,18 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """A checkpoint file that does not exist (both a ``ValueError`` and a ``FileNotFoundError``)."""
 
 
+def weights_fingerprint(model: nn.Module) -> str:
+    """The SHA-256 of every weight's bytes, in ``state_dict`` order: equal exactly when the trained
+    weights are equal bit for bit, whatever else a checkpoint file holds (the translator's file
+    rounds them to float16; the tiny GPT's file also holds attention snapshots, taken on the
+    readable path, whose code may change without the training changing)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def file_sha256(path: Path | str) -> str:
     """The SHA-256 of a file's bytes, as 64 hex digits."""
     digest = hashlib.sha256()

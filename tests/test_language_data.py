@@ -15,6 +15,7 @@ from course_lib import tiny_gpt
 from course_lib.data import grammar
 from course_lib.models import GPT, GPTConfig
 from course_lib.tokenization import BOS_ID, EOS_ID, PAD_ID
+from course_lib.training import weights_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -321,6 +322,7 @@ def test_train_gpt_checkpoint_rebuilds_bit_identical_weights(tmp_path):
     )
     infos = [tiny_gpt.train_gpt_checkpoint(tmp_path / name, seed=0, recipe=recipe) for name in ("a", "b")]
     assert infos[0]["weights_sha256"] == infos[1]["weights_sha256"]  # weights and attention snapshots
+    assert infos[0]["trained_weights_sha256"] == infos[1]["trained_weights_sha256"]  # the weights alone
     first, second = (tiny_gpt.load_tiny_gpt(tmp_path / name)[0].state_dict() for name in ("a", "b"))
     assert all(torch.equal(first[key], second[key]) for key in first)
     assert torch.get_num_threads() == threads  # the recipe's thread count is set for the run only
@@ -338,6 +340,8 @@ def test_the_shipped_tiny_gpt_is_the_default_recipe_by_steps():
     assert info["steps"] == tiny_gpt.TinyGPTRecipe().steps
     assert info["torch_threads"] == tiny_gpt.TinyGPTRecipe().threads
     assert info["training_seconds"] < 180.0
+    model, _, _ = tiny_gpt.load_tiny_gpt()  # float64 here (this file's default dtype): float32 values, exactly
+    assert weights_fingerprint(model.float()) == info["trained_weights_sha256"]  # the file holds those exact weights
 
 
 def test_shipped_checkpoint_is_small_and_reaches_its_reported_loss():
