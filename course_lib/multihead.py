@@ -434,7 +434,7 @@ def use_fast_path(model: nn.Module, enabled: bool = True) -> nn.Module:
     * ``TokenEmbedding``: ``F.embedding`` (its backward pass is faster than indexing's);
     * ``FeedForward`` and ``SwiGLU``: no ``.last_hidden``. A tensor kept after the forward pass
       holds its memory, so the next layer writes its hidden activations into fresh memory instead of
-      reusing what is still in the CPU's cache (on lesson 11's GPT that cost about 3% of a step).
+      reusing what is still in the CPU's cache (about 3% of a forward pass at lesson 11's GPT size).
 
     (GELU and SiLU are PyTorch's own functions on both paths.) The fast path gives the same
     outputs and gradients (``tests/test_fast_path.py``) but keeps no attention weights or MLP
@@ -488,7 +488,7 @@ def readable_path(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def use_fused_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """The earlier name of ``use_fast_path``: it switches the whole model (attention and norms).
+    """The earlier name of ``use_fast_path``: it switches the whole model (attention, norms, embedding, MLPs).
 
     Built in lesson 09 (output layer and generation): the cost of attention.
     """
