@@ -19,6 +19,7 @@ from course_lib._validation import (
     require_size,
     shape_text,
 )
+from course_lib.masks import mask_to_additive
 
 
 def check_attention_mask(
@@ -134,17 +135,20 @@ def attend(
 
     masked = scaled
     if mask is not None:
-        masked = scaled.masked_fill(~mask, float("-inf"))  # blocked keys get -inf
+        # Blocked keys get -inf: add 0 where a key may be seen and -inf where it is blocked (lesson 04). The
+        # scores are exactly those of scaled.masked_fill(~mask, -inf), but training is cheaper: an addition passes
+        # its gradient through untouched, where masked_fill's backward pass writes a copy with the blocked part zeroed.
+        masked = scaled + mask_to_additive(mask, scaled.dtype)  # (..., T_q, T_k)
 
-    weights = torch.softmax(masked, dim=-1)  # (..., T_q, T_k), each row sums to 1
-
-    if mask is not None:
-        # A row with every key blocked is all -inf, and softmax gives 0/0 = NaN there.
-        # Zeroing the blocked entries turns such a row into zeros. Other rows are unchanged
-        # (their blocked weights are 0 already), so without such a row (a causal mask) we skip it.
-        some_row_fully_blocked = not mask.any(dim=-1).all()  # checked on the mask: cheap
-        if some_row_fully_blocked:
-            weights = weights.masked_fill(~mask, 0.0)  # (..., T_q, T_k)
+    if mask is None or mask.any(dim=-1).all():  # every query may see some key (always so with a causal mask)
+        weights = torch.softmax(masked, dim=-1)  # (..., T_q, T_k), each row sums to 1
+    else:
+        # A query whose keys are all blocked has a row of -inf, and softmax gives 0/0 = NaN there (lesson 04),
+        # in the weights and in every gradient. Such a row gets zero weights, and so a zero output, instead:
+        # its -inf become 0 before the softmax (so nothing is NaN), and the row is zeroed after it.
+        has_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1): False for a query with nothing to attend to
+        weights = torch.softmax(masked.masked_fill(~has_key, 0.0), dim=-1)  # (..., T_q, T_k)
+        weights = weights.masked_fill(~has_key, 0.0)  # (..., T_q, T_k): the empty rows are zeros
 
     output = weights @ v  # (..., T_q, d_v)
     if stages is not None:

@@ -24,18 +24,21 @@ def test_table_lists_every_comparison():
     assert "| 1 | first |" in table and "| 2 | second |" in table and "2.00" in table
 
 
-def test_nano_style_gpt_with_copied_weights_computes_the_same_logits():
+@pytest.mark.parametrize("three_projections", [False, True], ids=["one qkv projection", "three projections"])
+def test_nano_style_gpt_with_copied_weights_computes_the_same_logits(three_projections):
     import torch
 
     from course_lib.models import GPT, GPTConfig
     from course_lib.tooling.bench_reference import NanoStyleGPT, copy_gpt_weights
 
     config = GPTConfig(vocab_size=30, context_length=12, d_model=32, n_heads=4, n_layers=2)
-    ours, theirs = GPT(config).eval(), NanoStyleGPT(config).eval()
+    ours, theirs = GPT(config).eval(), NanoStyleGPT(config, three_projections=three_projections).eval()
     copy_gpt_weights(ours, theirs)
     token_ids = torch.randint(0, 30, (3, 12))
     with torch.no_grad():
         assert (ours(token_ids) - theirs(token_ids)).abs().max().item() < 1e-12
+    attention = theirs.blocks[0].attention
+    assert hasattr(attention, "q") == three_projections and hasattr(attention, "qkv") == (not three_projections)
 
 
 def test_llama_pair_holds_the_same_weights():

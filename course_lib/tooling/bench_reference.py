@@ -57,19 +57,31 @@ class NanoStyleLayerNorm(nn.Module):
 
 
 class NanoStyleSelfAttention(nn.Module):
-    """Causal self-attention with one projection to queries, keys and values, and PyTorch's fused kernel."""
+    """Causal self-attention with one projection to queries, keys and values, and PyTorch's fused kernel.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    ``three_projections=True`` keeps the queries', keys' and values' weights as three layers instead
+    (``q``, ``k``, ``v``), course_lib's layout, and changes nothing else: the bench times that layout on
+    its own against the fused projection.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, three_projections: bool = False):
         super().__init__()
         self.n_heads = n_heads
         self.dropout = dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model)  # queries, keys and values side by side
+        self.three_projections = three_projections
+        if three_projections:
+            self.q, self.k, self.v = (nn.Linear(d_model, d_model) for _ in range(3))
+        else:
+            self.qkv = nn.Linear(d_model, 3 * d_model)  # queries, keys and values side by side
         self.out = nn.Linear(d_model, d_model)
         self.out_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, d_model = x.shape
-        q, k, v = self.qkv(x).split(d_model, dim=2)  # (B, T, d_model) each
+        if self.three_projections:
+            q, k, v = self.q(x), self.k(x), self.v(x)  # (B, T, d_model) each
+        else:
+            q, k, v = self.qkv(x).split(d_model, dim=2)  # (B, T, d_model) each
         heads = (B, T, self.n_heads, d_model // self.n_heads)
         q, k, v = (t.view(heads).transpose(1, 2) for t in (q, k, v))  # (B, n_heads, T, d_head) each
         dropout = self.dropout if self.training else 0.0
@@ -91,10 +103,10 @@ class NanoStyleMLP(nn.Module):
 
 
 class NanoStyleBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, three_projections: bool = False):
         super().__init__()
         self.norm1 = NanoStyleLayerNorm(d_model)
-        self.attention = NanoStyleSelfAttention(d_model, n_heads, dropout)
+        self.attention = NanoStyleSelfAttention(d_model, n_heads, dropout, three_projections)
         self.norm2 = NanoStyleLayerNorm(d_model)
         self.mlp = NanoStyleMLP(d_model, d_ff, dropout)
 
@@ -107,12 +119,13 @@ class NanoStyleGPT(nn.Module):
     """The same decoder-only model as ``course_lib.models.GPT``, written for speed the way nanoGPT
     writes it (a timing reference, not course material): pre-norm blocks, learned positions, exact
     GELU, output layer tied to the token embedding, dropout modules even at p = 0.
+    ``three_projections=True``: queries, keys and values from three layers (see ``NanoStyleSelfAttention``).
 
     Shapes:
         token_ids (B, T) -> logits (B, T, V)
     """
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, three_projections: bool = False):
         super().__init__()
         c = config
         d_ff = c.d_ff if c.d_ff is not None else 4 * c.d_model
@@ -120,7 +133,9 @@ class NanoStyleGPT(nn.Module):
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.position_embedding = nn.Embedding(c.context_length, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(NanoStyleBlock(c.d_model, c.n_heads, d_ff, c.dropout) for _ in range(c.n_layers))
+        self.blocks = nn.ModuleList(
+            NanoStyleBlock(c.d_model, c.n_heads, d_ff, c.dropout, three_projections) for _ in range(c.n_layers)
+        )
         self.final_norm = NanoStyleLayerNorm(c.d_model)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.token_embedding.weight = self.lm_head.weight  # tied
@@ -137,16 +152,22 @@ class NanoStyleGPT(nn.Module):
 
 @torch.no_grad()
 def copy_gpt_weights(ours: GPT, theirs: NanoStyleGPT) -> None:
-    """Copy course_lib's GPT into the nanoGPT-style model (w_q, w_k, w_v stacked into one projection)."""
+    """Copy course_lib's GPT into the nanoGPT-style model (w_q, w_k, w_v stacked into one projection, or
+    copied to its three layers)."""
     theirs.lm_head.weight.copy_(ours.lm_head.weight)
     theirs.position_embedding.weight.copy_(ours.position_embedding.weight)
     theirs.final_norm.load_state_dict(ours.final_norm.state_dict())
     for block, reference in zip(ours.blocks, theirs.blocks, strict=True):
         attention = block.self_attn
-        reference.attention.qkv.weight.copy_(
-            torch.cat([attention.w_q.weight, attention.w_k.weight, attention.w_v.weight])
-        )
-        reference.attention.qkv.bias.copy_(torch.cat([attention.w_q.bias, attention.w_k.bias, attention.w_v.bias]))
+        if reference.attention.three_projections:
+            for mine, theirs in ((attention.w_q, reference.attention.q), (attention.w_k, reference.attention.k),
+                                 (attention.w_v, reference.attention.v)):  # fmt: skip
+                theirs.load_state_dict(mine.state_dict())
+        else:
+            reference.attention.qkv.weight.copy_(
+                torch.cat([attention.w_q.weight, attention.w_k.weight, attention.w_v.weight])
+            )
+            reference.attention.qkv.bias.copy_(torch.cat([attention.w_q.bias, attention.w_k.bias, attention.w_v.bias]))
         reference.attention.out.load_state_dict(attention.w_o.state_dict())
         reference.norm1.load_state_dict(block.norm1.state_dict())
         reference.norm2.load_state_dict(block.norm2.state_dict())
@@ -195,6 +216,39 @@ def bench_gpt_vs_nano_style(config: GPTConfig, B: int, pairs: int, fast: bool) -
         pairs,
         target="<= 1.0" if fast else "<= 1.15",
     )
+
+
+def bench_projection_layout(config: GPTConfig, B: int, pairs: int) -> list[Comparison]:
+    """What keeping w_q, w_k and w_v as three layers costs on its own, and course_lib's fast path against a
+    nanoGPT-style model with that layout: where the gap of the fast path to ``NanoStyleGPT`` comes from."""
+    torch.manual_seed(0)
+    ours = use_fast_path(GPT(config))
+    fused_projection, three_projections = NanoStyleGPT(config), NanoStyleGPT(config, three_projections=True)
+    copy_gpt_weights(ours, fused_projection)
+    copy_gpt_weights(ours, three_projections)
+    token_ids = torch.randint(0, config.vocab_size, (B, config.context_length + 1))
+    inputs, targets = token_ids[:, :-1], token_ids[:, 1:]
+    c = config
+    size = f"{c.n_layers} layers, {c.n_heads} heads, d_model {c.d_model}, T {c.context_length}, B {B}"
+
+    def step(model: nn.Module) -> Callable[[], None]:
+        return training_step(model, lambda model, x: model(x), inputs, targets)
+
+    return [
+        interleaved(
+            f"Layout alone: nanoGPT-style with q, k, v from three layers (course_lib's layout) vs nanoGPT-style "
+            f"({size})",
+            step(three_projections),
+            step(fused_projection),
+            pairs,
+        ),
+        interleaved(
+            f"GPT training step, fast path, vs nanoGPT-style with q, k, v from three layers ({size})",
+            step(ours),
+            step(three_projections),
+            pairs,
+        ),
+    ]
 
 
 def llama_pair(config: LlamaConfig, seed: int = 0) -> tuple[Llama, nn.Module]:
@@ -293,6 +347,8 @@ def reference_comparisons(pairs: int = 7, quick: bool = False) -> list[Compariso
         gpt_pairs = pairs * SHORT_STEP_PAIRS if index == 0 else pairs
         for fast in (False, True):
             comparisons.append(bench_gpt_vs_nano_style(config, B, gpt_pairs, fast))
+        if index == 0:  # where the small size's fast-path gap comes from
+            comparisons.extend(bench_projection_layout(config, B, gpt_pairs))
     try:
         import transformers  # noqa: F401
     except ImportError:
@@ -319,41 +375,49 @@ def tokens_per_second_lines(comparisons: list[Comparison]) -> list[str]:
 
 REFERENCE_NOTES = """\
 How to read it: each row times course_lib (ours) and the reference alternately and reports the
-median of the per-pair ratios ours/reference (below 1: ours is faster). The readable path is what
+median of the per-pair ratios ours/reference (below 1: ours is faster; in the row "Layout alone",
+"ours" is the nanoGPT-style model with three projection layers). The readable path is what
 `GPT(config)` and `Llama(config)` do by default (hand-written layer norm and attention, keeping the
 attention weights for the lessons' pictures); the fast path is the same model after
 `use_fast_path(model)` (`F.layer_norm`, `F.rms_norm`, `F.scaled_dot_product_attention` with
 `is_causal=True`), proven equal in `tests/test_fast_path.py`. Both sides use PyTorch's default AdamW.
 
-Where the remaining gaps come from (measured by swapping parts between the two models inside one
-training step at the small size, 50-60 rounds, ratios to the reference as it is):
+Where the remaining gaps come from (measured on this machine, 2 threads, in runs of 40-80 rounds in
+random or alternating order):
 
-- **Fast path, GPT.** The arithmetic is the reference's. What is left, a few percent at the small
-  size and nothing measurable at the larger one, comes from keeping `w_q`, `w_k` and `w_v` as three
-  layers, so that the lessons can copy, plot and explain each. The reference with course_lib's
-  attention layers in place of its own measured 1.02-1.03; with course_lib's MLPs 1.015, its norms
-  1.00 and its embeddings 1.00. Those attention layers without any input checks still measured 1.017,
-  and with the three weights stacked into one product at every step 1.033 (the copy costs what the
-  single product saves; in generation it costs far more, as the weights are read once per token). The
-  three layers add 44 nodes to the backward graph (229 against 185: 16 more gradients to accumulate,
-  8 more matrix products with their transposes and reshapes) and 16 parameter tensors to AdamW's
-  loop; at 40 ms a step those fixed costs are the gap, at 1.9 s they vanish. (With PyTorch's fused
-  AdamW on both sides the small fast-path ratio measured the same, 1.04, so the optimizer is not
-  most of it.) The MLPs keep no `.last_hidden` on the fast path: keeping it made a forward pass about
-  3% slower, as each layer then wrote its hidden activations into fresh memory instead of memory
-  still in the cache.
+- **Fast path, GPT.** The arithmetic is the reference's; the gap at the small size is the layout the
+  lessons need. The two rows after the small GPT's split it. "Layout alone" times the reference
+  changed in one thing only, queries, keys and values computed by three layers (course_lib's
+  `w_q`, `w_k`, `w_v`, which the lessons copy, plot and explain one by one) instead of one, against
+  the reference as it is; the next row times course_lib's fast path against that three-layer model.
+  The three layers do the same arithmetic but bring 16 more parameter tensors at this size (two
+  weights and two biases per block): 16 more gradients to accumulate and reset, 8 more matrix
+  products forward and 16 backward, and 16 more tensors in AdamW's loop, which on the CPU runs tensor
+  by tensor in Python (its step alone measured 4.1 against 3.5 ms). Stacking the three weights into
+  one product at every step does not help (0.98-1.01 of the three-layer model's time). In trial
+  runs on this machine the layout alone measured 1.02-1.04, and course_lib's fast path against the
+  three-layer model 1.01-1.03; with every input check turned into a no-op for a trial, 0.996. At
+  40 ms a step these fixed costs are a few percent; at 1.8 s (the larger size) they vanish. The MLPs
+  keep no `.last_hidden` on the fast path: keeping it made a forward pass about 3% slower, as each
+  layer then wrote its hidden activations into fresh memory instead of memory still in the cache.
 - **Readable path, GPT.** Swapped in one at a time at the small size, course_lib's readable norms cost
-  9-12% against `F.layer_norm`, its readable attention 7-10% against the fused kernel, and its
-  embedding lookup (indexing, whose backward pass is slower than `F.embedding`'s) with the readable
-  final norm about 3%. The hand-written `layer_norm` is about seven small operations each way where
-  `F.layer_norm` is one kernel, and there are two per block (it now multiplies by `torch.rsqrt`
-  instead of dividing by a square root: one operation fewer, 15-25% faster on its own). The readable
-  attention writes the (T, T) scores, scales them, masks them with `masked_fill` and keeps the
-  weights for the pictures, where the fused kernel skips the masked half altogether. The attention
-  layers call `attend`, the computation of `scaled_dot_product_attention` without its input checks,
-  which they have already done (checking twice cost about 0.1 ms a call). The second `masked_fill`
-  (which turns fully blocked rows from NaN into zeros) runs only when a row is fully blocked, so never
-  with a causal mask, and the causal mask is built once per size and device (`masks.shared_causal_mask`).
+  9-12% against `F.layer_norm` and its readable attention 7-10% against the fused kernel (before the
+  change below); its embedding lookup (indexing, 0.56 ms forward and backward against 0.10 ms for
+  `F.embedding` at 12 x 64 ids) with the readable final norm about 3%. The hand-written `layer_norm`
+  is about seven small operations each way where `F.layer_norm` is one kernel, and there are two per
+  block; it multiplies by `torch.rsqrt` instead of dividing by a square root (15-25% faster on its
+  own), and a version with `torch.var_mean` measured 1.5 times slower. The readable attention writes
+  the (T, T) scores, scales them, adds the mask and keeps the weights for the pictures, where the
+  fused kernel skips the masked half altogether. It *adds* the mask in its additive form (0 or -inf,
+  `masks.mask_to_additive`) instead of writing -inf with `masked_fill`: the backward pass of
+  `masked_fill` writes a zeroed copy of the whole score gradient, an addition's does not. That took
+  `attend`'s forward and backward pass from 1.96 to 1.53 ms at the small size (12 x 4 heads of
+  64 x 64 scores) and from 69 to 54 ms at the larger one (16 x 6 heads of 256 x 256), and the small
+  readable step from 1.17 to 1.14 times the reference in a direct run of 60 rounds. A query with every
+  key blocked takes a branch of its own (its row would be NaN), which a causal mask never takes. The
+  attention layers call `attend`, the computation of `scaled_dot_product_attention` without its
+  input checks, which they have already done, and the causal mask is built once per size and device
+  (`masks.shared_causal_mask`).
 - **Llama.** `transformers` computes the rotary cos/sin once per forward pass and runs RMSNorm as six
   small operations; course_lib's fast path takes `F.rms_norm` (the same small operations inside
   PyTorch on CPU), keeps the cos/sin tables of the last positions (`apply_rope_cached`) and lets the
