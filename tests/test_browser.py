@@ -49,6 +49,41 @@ def page(chromium, tmp_path):
         yield page
 
 
+def cells_holding(notebook_path, markers):
+    """Indices (among all cells, as JupyterLab counts them) of the one code cell that holds each marker."""
+    cells = json.loads((ROOT / notebook_path).read_text())["cells"]
+    indices = []
+    for marker in markers:
+        found = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and marker in "".join(c["source"])]
+        assert len(found) == 1, f"{notebook_path}: expected one code cell holding {marker!r}, found {len(found)}"
+        indices.append(found[0])
+    return indices
+
+
+# What each lesson's explainer needs: the set-up, the model and tokenizer, the explainer. nbval runs every
+# cell of both lessons already; running only these keeps the browser tests about the widget, and quick.
+LESSON_11_EXPLAINER_CELLS = (
+    'course_lib.require("0.2")',
+    "# Setup: imports",
+    "tokenizer = grammar.make_tokenizer()",
+    "RETRAIN = False",
+    "explainer = GPTExplainer(model, tokenizer",
+)
+LESSON_14_EXPLAINER_CELLS = (
+    'course_lib.require("0.2")',
+    "# Setup: find SmolLM2's file",
+    "reader = read_gguf(smollm2_file)",
+    "config = llama_config_from_gguf(reader)",
+    "model = load_llama(gguf_state_dict(reader, config), config)",
+    "explainer = GPTExplainer(model, tokenizer",
+)
+
+
+def run_cells_holding(page, notebook_path, markers):
+    for index in cells_holding(notebook_path, markers):
+        run_cell(page, index)
+
+
 def step_through_output(page):
     """The output area that holds the attention step-through widget (it has a 'softmax' stage button)."""
     return page.locator(".jp-OutputArea-output").filter(
@@ -135,8 +170,10 @@ def test_an_exercise_check_passes_with_a_right_answer_and_hints_at_a_wrong_one(p
 
 def test_the_explainer_generates_a_token_in_lesson_11(page, lab):
     open_notebook(page, lab, "notebooks/11_train_a_tiny_gpt.ipynb")
-    menu(page, "Run", "Run All Cells")
-    wait_until_idle(page, timeout_ms=180_000)
+    run_cells_holding(page, "notebooks/11_train_a_tiny_gpt.ipynb", LESSON_11_EXPLAINER_CELLS)
+    assert page.locator(".jp-RenderedText .ansi-red-fg, .jp-RenderedText:has-text('Traceback')").count() == 0, (
+        "a cell of lesson 11 raised an error"
+    )
     explainer = page.locator(".jp-OutputArea-output").filter(
         has=page.locator("button", has_text=re.compile(r"^\s*Generate\s*$"))
     )
@@ -177,8 +214,7 @@ def test_the_explainer_generates_a_token_on_smollm2_in_lesson_14(page, lab):
     except ImportError:
         pytest.skip(f"SmolLM2's weights: {SMOLLM2_INSTALL_COMMAND}")
     open_notebook(page, lab, "notebooks/14_real_chat_llm.ipynb")
-    menu(page, "Run", "Run All Cells")
-    wait_until_idle(page, timeout_ms=300_000)
+    run_cells_holding(page, "notebooks/14_real_chat_llm.ipynb", LESSON_14_EXPLAINER_CELLS)
     assert page.locator(".jp-RenderedText .ansi-red-fg, .jp-RenderedText:has-text('Traceback')").count() == 0, (
         "a cell of lesson 14 raised an error"
     )
