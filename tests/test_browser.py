@@ -79,6 +79,17 @@ LESSON_14_EXPLAINER_CELLS = (
 )
 
 
+def wait_for_new_picture(page, figure, old: bytes, seconds: float = 30) -> bytes:
+    """Wait until ``figure`` shows something other than ``old``; return its screenshot. The token list is
+    HTML and updates first; the figure is a PNG the kernel sends a moment later."""
+    deadline = time.monotonic() + seconds
+    shot = figure.screenshot()
+    while shot == old and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        shot = figure.screenshot()
+    return shot
+
+
 def run_cells_holding(page, notebook_path, markers):
     for index in cells_holding(notebook_path, markers):
         run_cell(page, index)
@@ -183,6 +194,7 @@ def test_the_explainer_generates_a_token_in_lesson_11(page, lab):
     figure = explainer.locator("img").first
     figure.wait_for(state="visible")
 
+    initial = figure.screenshot()
     prompt = explainer.locator(".widget-text input").first
     prompt.fill("the cat that the dogs chase")
     prompt.press("Enter")
@@ -191,7 +203,8 @@ def test_the_explainer_generates_a_token_in_lesson_11(page, lab):
     )
     typed = tokens.locator("code").all_inner_texts()
     assert typed[-5:] == ["cat", "that", "the", "dogs", "chase"], typed
-    before = figure.screenshot()
+    before = wait_for_new_picture(page, figure, initial)
+    assert before != initial, "the explainer's figure did not change for the new prompt"
     save_screenshot(explainer, "lesson11_explainer_prompt")
 
     explainer.locator("button", has_text=re.compile(r"^\s*Generate\s*$")).click()
@@ -202,7 +215,7 @@ def test_the_explainer_generates_a_token_in_lesson_11(page, lab):
     )
     grown = tokens.locator("code").all_inner_texts()
     assert grown[: len(typed)] == typed and len(grown) == len(typed) + 1
-    assert figure.screenshot() != before, "the explainer's figure did not change after Generate"
+    assert wait_for_new_picture(page, figure, before) != before, "the explainer's figure did not change after Generate"
     save_screenshot(explainer, "lesson11_explainer_generated")
 
 
@@ -227,6 +240,7 @@ def test_the_explainer_generates_a_token_on_smollm2_in_lesson_14(page, lab):
     figure = explainer.locator("img").first
     figure.wait_for(state="visible")
 
+    initial = figure.screenshot()
     prompt = explainer.locator(".widget-text input").first
     prompt.fill("The capital of Italy is")
     prompt.press("Enter")
@@ -235,7 +249,8 @@ def test_the_explainer_generates_a_token_on_smollm2_in_lesson_14(page, lab):
     )
     typed = tokens.locator("code").all_inner_texts()
     assert typed == ["The", "␣capital", "␣of", "␣Italy", "␣is"], typed  # SmolLM2's byte-level BPE, spaces as ␣
-    before = figure.screenshot()
+    before = wait_for_new_picture(page, figure, initial)
+    assert before != initial, "the explainer's figure did not change for the new prompt"
     save_screenshot(explainer, "lesson14_explainer_prompt")
 
     explainer.locator("button", has_text=re.compile(r"^\s*Generate\s*$")).click()
@@ -246,9 +261,5 @@ def test_the_explainer_generates_a_token_on_smollm2_in_lesson_14(page, lab):
     )
     grown = tokens.locator("code").all_inner_texts()
     assert grown[: len(typed)] == typed and len(grown) == len(typed) + 1
-    # The token list is HTML and updates first; the figure is a PNG that arrives a moment later.
-    deadline = time.monotonic() + 30
-    while figure.screenshot() == before and time.monotonic() < deadline:
-        page.wait_for_timeout(250)
-    assert figure.screenshot() != before, "the explainer's figure did not change after Generate"
+    assert wait_for_new_picture(page, figure, before) != before, "the explainer's figure did not change after Generate"
     save_screenshot(explainer, "lesson14_explainer_generated")
