@@ -395,9 +395,9 @@ random or alternating order):
   products forward and 16 backward, and 16 more tensors in AdamW's loop, which on the CPU runs tensor
   by tensor in Python (its step alone measured 4.1 against 3.5 ms). Stacking the three weights into
   one product at every step does not help (0.98-1.01 of the three-layer model's time). In trial
-  runs on this machine the layout alone measured 1.02-1.04, and course_lib's fast path against the
-  three-layer model 1.01-1.03; with every input check turned into a no-op for a trial, 0.996. At
-  40 ms a step these fixed costs are a few percent; at 1.8 s (the larger size) they vanish. The MLPs
+  runs on this machine the layout alone measured 1.00-1.06 (median 1.03 of ten), course_lib's fast path
+  against the three-layer model 1.01-1.03; with every input check a no-op for a trial, 0.996. At
+  40 ms a step these fixed costs are a few percent; at 1.8 s (the larger size) about 1%. The MLPs
   keep no `.last_hidden` on the fast path: keeping it made a forward pass about 3% slower, as each
   layer then wrote its hidden activations into fresh memory instead of memory still in the cache.
 - **Readable path, GPT.** Swapped in one at a time at the small size, course_lib's readable norms cost
