@@ -90,6 +90,20 @@ def wait_for_new_picture(page, figure, old: bytes, seconds: float = 30) -> bytes
     return shot
 
 
+def wait_for_tokens(page, tokens, expected: list[str], timeout: int) -> list[str]:
+    """Wait until the explainer's token list ends with ``expected`` and return the whole list. Waiting for
+    one word is not enough: the starting prompt may hold it already."""
+    page.wait_for_function(
+        """([element, expected]) => {
+            const shown = Array.from(element.querySelectorAll('code'), code => code.textContent);
+            return JSON.stringify(shown.slice(-expected.length)) === JSON.stringify(expected);
+        }""",
+        arg=[tokens.element_handle(), expected],
+        timeout=timeout,
+    )
+    return tokens.locator("code").all_inner_texts()
+
+
 def run_cells_holding(page, notebook_path, markers):
     for index in cells_holding(notebook_path, markers):
         run_cell(page, index)
@@ -198,11 +212,8 @@ def test_the_explainer_generates_a_token_in_lesson_11(page, lab):
     prompt = explainer.locator(".widget-text input").first
     prompt.fill("the cat that the dogs chase")
     prompt.press("Enter")
-    page.wait_for_function(
-        "element => element.textContent.includes('chase')", arg=tokens.element_handle(), timeout=15_000
-    )
-    typed = tokens.locator("code").all_inner_texts()
-    assert typed[-5:] == ["cat", "that", "the", "dogs", "chase"], typed
+    typed = wait_for_tokens(page, tokens, ["cat", "that", "the", "dogs", "chase"], timeout=15_000)
+    assert typed == ["<bos>", "the", "cat", "that", "the", "dogs", "chase"], typed
     before = wait_for_new_picture(page, figure, initial)
     assert before != initial, "the explainer's figure did not change for the new prompt"
     save_screenshot(explainer, "lesson11_explainer_prompt")
@@ -244,10 +255,7 @@ def test_the_explainer_generates_a_token_on_smollm2_in_lesson_14(page, lab):
     prompt = explainer.locator(".widget-text input").first
     prompt.fill("The capital of Italy is")
     prompt.press("Enter")
-    page.wait_for_function(
-        "element => element.textContent.includes('Italy')", arg=tokens.element_handle(), timeout=30_000
-    )
-    typed = tokens.locator("code").all_inner_texts()
+    typed = wait_for_tokens(page, tokens, ["␣Italy", "␣is"], timeout=30_000)
     assert typed == ["The", "␣capital", "␣of", "␣Italy", "␣is"], typed  # SmolLM2's byte-level BPE, spaces as ␣
     before = wait_for_new_picture(page, figure, initial)
     assert before != initial, "the explainer's figure did not change for the new prompt"
