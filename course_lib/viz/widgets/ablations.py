@@ -183,5 +183,13 @@ class AblationToggles(FigureWidget):
             bar.set_height(value)
         self.ax_norm.set_ylim(0, float(norms.max()) * 1.15)
 
+    def _changing_artists(self) -> list:
+        """The two heatmaps (their frames are drawn over them) with their titles, and the whole bar chart
+        (its bars, y axis and legend)."""
+        changing = []
+        for ax, image in ((self.ax_base, self.base_image), (self.ax_ablated, self.ablated_image)):
+            changing += [image, *ax.spines.values(), ax.title]
+        return [*changing, self.ax_norm]
+
     def _csv_labels(self):
         return self.model.tokens, self.model.tokens

@@ -37,6 +37,11 @@ def figure_to_png(figure: Figure, dpi: int | None = None) -> bytes:
         figure.set_dpi(dpi)
     canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
     canvas.draw()
+    return canvas_to_png(canvas)
+
+
+def canvas_to_png(canvas: FigureCanvasAgg) -> bytes:
+    """The pixels the canvas holds now as PNG bytes, without drawing anything (fast PNG compression)."""
     picture = PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", compress_level=1)  # fast to encode; a few kB larger
@@ -63,6 +68,9 @@ class FigureWidget:
         self.figure = Figure(figsize=figsize, dpi=self.dpi, layout="constrained")
         FigureCanvasAgg(self.figure)
         self._laid_out_for: object = object()
+        self._background = None  # the pixels of everything _changing_artists() leaves out (see refresh)
+        # Any full draw (savefig, figure_to_png) may change the canvas: the kept pixels are then redrawn.
+        self.figure.canvas.mpl_connect("draw_event", self._forget_background)
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         self.output = widgets.Output()
         self.last_error: BaseException | None = None
@@ -103,6 +111,13 @@ class FigureWidget:
         """Anything whose change needs a new layout (e.g. the tick labels); constant by default."""
         return None
 
+    def _changing_artists(self) -> list | None:
+        """The artists an update can change, in drawing order, or None (the default) to redraw the whole
+        figure every time. With a list, ``refresh`` draws everything else once, keeps those pixels, and
+        then draws only these artists over them (much quicker when most of the figure is text that
+        never changes). ``tests/test_widgets.py`` checks that the result equals a full redraw."""
+        return None
+
     def _csv_labels(self) -> tuple[list[str] | None, list[str] | None]:
         """Row and column labels written by ``export_csv`` (None for plain indices)."""
         return None, None
@@ -132,10 +147,40 @@ class FigureWidget:
         start = time.perf_counter()
         self._update()
         key = self._layout_key()
-        self.figure.set_layout_engine("constrained" if key != self._laid_out_for else "none")
+        new_layout = key != self._laid_out_for
+        self.figure.set_layout_engine("constrained" if new_layout else "none")
         self._laid_out_for = key
-        self.image.value = figure_to_png(self.figure, self.dpi)
+        changing = self._changing_artists()
+        if changing is None:
+            self.image.value = figure_to_png(self.figure, self.dpi)
+        else:
+            if new_layout or self._background is None:
+                self._background = self._draw_background(changing)
+            self.image.value = self._draw_over_background(changing)
         self.update_seconds.append(time.perf_counter() - start)
+
+    def _forget_background(self, _event=None) -> None:
+        self._background = None
+
+    def _draw_background(self, changing: list):
+        """Draw the figure without the ``changing`` artists and return a copy of its pixels."""
+        canvas = self.figure.canvas
+        for artist in changing:
+            artist.set_animated(True)  # a full draw skips animated artists
+        try:
+            canvas.draw()
+            return canvas.copy_from_bbox(self.figure.bbox)
+        finally:
+            for artist in changing:
+                artist.set_animated(False)  # so savefig and figure_to_png still draw everything
+
+    def _draw_over_background(self, changing: list) -> bytes:
+        """Put the kept background back, draw the ``changing`` artists over it, and return the PNG."""
+        canvas = self.figure.canvas
+        canvas.restore_region(self._background)
+        for artist in changing:
+            self.figure.draw_artist(artist)
+        return canvas_to_png(canvas)
 
     @contextmanager
     def hold(self):
@@ -158,6 +203,7 @@ class FigureWidget:
         """Write the current figure as a PNG file; returns the path."""
         path = Path(path)
         self.figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+        self._laid_out_for = object()  # savefig laid the figure out at its own dpi: lay it out again on screen
         return path
 
     def export_csv(self, path) -> Path:

@@ -12,12 +12,12 @@ from typing import NamedTuple
 
 import ipywidgets as widgets
 import numpy as np
-import PIL.Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from course_lib.llama import Llama
 from course_lib.models import GPT
+from course_lib.viz.widgets.base import canvas_to_png
 
 _VISIBLE_CHARACTERS = str.maketrans(
     {**{code: f"\\x{code:02x}" for code in (*range(32), 127)}, " ": "␣", "\n": "↵", "\t": "⇥"}
@@ -60,14 +60,6 @@ class Heatmap(NamedTuple):
     matrix: np.ndarray
     xlabel: str
     columns: tuple[int, int] | None = None  # columns to outline (the chosen head among the merged heads)
-
-
-def _canvas_to_png(canvas: FigureCanvasAgg) -> bytes:
-    """The canvas's pixels as PNG bytes, without drawing anything (fast PNG compression)."""
-    picture = PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 class _Picture:
@@ -129,7 +121,7 @@ class _Picture:
             canvas.restore_region(background)
         for artist in self.changing[kind]:
             self.figure.draw_artist(artist)
-        self.image.value = _canvas_to_png(canvas)
+        self.image.value = canvas_to_png(canvas)
         self.drawn_state = state
         return True
 

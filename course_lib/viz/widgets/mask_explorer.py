@@ -119,6 +119,19 @@ class MaskExplorer(FigureWidget):
     def _layout_key(self):
         return self.controls["pad_count"].value
 
+    def _changing_artists(self) -> list:
+        """The scores panel and its colorbar whole (the colour range follows the mask), and on the weights
+        panel its heatmap, frame, title and numbers; the tick labels only change with ``pad_count``."""
+        weights_texts = [text for text in self.texts if text.axes is self.ax_weights]
+        return [
+            self.ax_scores,
+            self.scores_image.colorbar_.ax,
+            self.weights_image,
+            *self.ax_weights.spines.values(),
+            self.ax_weights.title,
+            *weights_texts,
+        ]
+
     def _csv_labels(self):
         sequence = self.sequence()
         return sequence, sequence

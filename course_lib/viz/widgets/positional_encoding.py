@@ -95,6 +95,14 @@ class PositionalEncodingExplorer(FigureWidget):
         self.ax_dot.set_ylim(min(dots.min(), 0) - 0.05 * d_model, dots.max() + 0.05 * d_model)
         self.ax_dot.set_title(f"PE[p] · PE[{position}] for every position p")
 
+    def _changing_artists(self) -> list:
+        """On the table: the heatmap, its x axis (d_model changes its range), the position line, frame and
+        title, in the order the axes draws them; the curves and the dot products whole. The colorbar and
+        the table's y axis (max_len positions) never change."""
+        table_parts = [self.table_image, self.ax_table.xaxis, self.position_line, *self.ax_table.spines.values()]
+        table_parts.sort(key=lambda artist: artist.get_zorder())  # a stable sort, as Axes.draw does
+        return [*table_parts, self.ax_table.title, self.ax_curves, self.ax_dot]
+
     def current_matrix(self) -> np.ndarray:
         """The displayed encoding table, shape (max_len, d_model)."""
         return self._encoding()
