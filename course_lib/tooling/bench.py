@@ -388,7 +388,12 @@ READING_THE_NUMBERS = """\
   nn.MultiheadAttention uses one fused in_proj matrix; the cost of that readability is within the
   noise. Where the PyTorch module uses the fused attention kernel internally (the encoder layer and
   the GPT built from nn.TransformerEncoderLayer), course_lib's `use_fused_attention(model)` fast path
-  does the same, and `tests/test_fast_path.py` proves it equal to the readable path.
+  does the same, and `tests/test_fast_path.py` proves it equal to the readable path. That is
+  also why row 10 misses its target: nn.TransformerEncoderLayer never returns the attention
+  weights, so it runs the fused kernel, and row 10 times course_lib's readable attention (which
+  keeps the weights for the lessons' pictures) against it. With PyTorch's layer forced onto its
+  unfused kernel (`torch.nn.attention.sdpa_kernel(SDPBackend.MATH)`), the readable layer measured
+  1.05 of its time on this machine (1.23 against the fused kernel in the same run, 16 pairs).
 - **Generation (14-15).** "Ours" is generation with the key/value cache and "PyTorch" the same
   model recomputing the whole sequence at every step, so the speed-up is the inverse of the ratio.
   It grows with the length: each cached step processes one new token, each uncached step all of them.
