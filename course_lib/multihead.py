@@ -383,8 +383,9 @@ class GroupedQueryAttention(nn.Module):
         if self.need_weights:
             keys = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head): the keys of each query head
             values = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
-            # (T, T_k): query i, at position T_past + i, sees keys 0 .. T_past + i
-            mask = shared_causal_mask(T_past + T, device=x.device)[T_past:]
+            # (T, T_k): query i, at position T_past + i, sees keys 0 .. T_past + i. One new token (a cached
+            # generation step) is the last position and sees every key, so it needs no mask at all.
+            mask = shared_causal_mask(T_past + T, device=x.device)[T_past:] if T > 1 else None
             heads, weights = attend(q, keys, values, mask, stages)  # (B, n_heads, T, d_head): inputs built here
             self.attention_weights = weights.detach()  # (B, n_heads, T, T_k)
         else:
