@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validation import require_positive_int, require_rank, require_size, shape_text
+from course_lib._validation import as_int, require_positive_int, require_rank, require_size, shape_text
 from course_lib.attention import attend, check_attention_mask
 from course_lib.embeddings import TokenEmbedding
 from course_lib.feedforward import FeedForward, SwiGLU
@@ -383,9 +383,7 @@ class GroupedQueryAttention(nn.Module):
         if self.need_weights:
             keys = repeat_kv_heads(k, self.n_repeats)  # (B, n_heads, T_k, d_head): the keys of each query head
             values = repeat_kv_heads(v, self.n_repeats)  # (B, n_heads, T_k, d_head)
-            # (T, T_k): query i, at position T_past + i, sees keys 0 .. T_past + i. One new token (a cached
-            # generation step) is the last position and sees every key, so it needs no mask at all.
-            mask = shared_causal_mask(T_past + T, device=x.device)[T_past:] if T > 1 else None
+            mask = causal_mask_after_cache(T_past, T, device=x.device)  # (T, T_past + T), or None for one token
             heads, weights = attend(q, keys, values, mask, stages)  # (B, n_heads, T, d_head): inputs built here
             self.attention_weights = weights.detach()  # (B, n_heads, T, T_k)
         else:
@@ -397,6 +395,25 @@ class GroupedQueryAttention(nn.Module):
             kv_head = torch.arange(self.n_heads, device=x.device) // self.n_repeats  # (n_heads,)
             self.recorder(q=q, k=k, v=v, kv_head=kv_head, **stages, heads=heads, merged=merged, output=output)
         return output
+
+
+def causal_mask_after_cache(T_past: int, T: int, device: torch.device | str | None = None) -> torch.Tensor | None:
+    """The causal mask of T new queries after ``T_past`` cached keys, or None when no key is blocked.
+
+    Query i sits at position T_past + i and sees keys 0 .. T_past + i: the last T rows of
+    ``causal_mask(T_past + T)``. A single new query (a generation step) is the last position
+    and sees every key, so it needs no mask at all (building and adding one would change nothing).
+
+    Shapes:
+        returns: bool (T, T_past + T), or None when T == 1
+
+    Built in lesson 13 (from GPT-2 to a modern LLM).
+    """
+    T_past = as_int("causal_mask_after_cache", "T_past", T_past, minimum=0)
+    T = require_positive_int("causal_mask_after_cache", "T", T)
+    if T == 1:
+        return None
+    return shared_causal_mask(T_past + T, device=device)[T_past:]  # (T, T_past + T)
 
 
 def causal_fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T_past: int) -> torch.Tensor:
@@ -416,13 +433,11 @@ def causal_fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, T_
 
     Built in lesson 13 (from GPT-2 to a modern LLM).
     """
-    T, T_k = q.shape[-2], k.shape[-2]
+    T = q.shape[-2]
     grouped = k.shape[-3] != q.shape[-3]  # fewer key/value heads than query heads
     if T_past == 0:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=grouped)  # query i sees keys 0 .. i
-    if T == 1:
-        return F.scaled_dot_product_attention(q, k, v, enable_gqa=grouped)  # the newest token sees every key
-    mask = shared_causal_mask(T_k, device=q.device)[T_past:]  # (T, T_k): query i sees keys 0 .. T_past + i
+    mask = causal_mask_after_cache(T_past, T, device=q.device)  # (T, T_k), or None: the newest token sees every key
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=grouped)
 
 

@@ -75,8 +75,8 @@ class TranslatorRecipe:
     default, 1,700, reaches at least 99.5% exact match on the test split in under three minutes on
     two cores (the shipped run: 99.95% in 109 s; 143 s in an earlier run on a busier machine). With
     ``time_limit_s=None`` (the default) the run is step-based and reproducible: ``threads`` torch
-    threads, seeded data, seeded model, and the time it takes is only measured; a rerun on the same machine rebuilds the shipped weights bit for
-    bit. ``time_limit_s`` gives the older clock-based run instead (not reproducible).
+    threads, seeded data, seeded model, and the time it takes is only measured; a rerun on the same
+    machine rebuilds the shipped weights bit for bit. ``time_limit_s`` gives the older clock-based run instead (not reproducible).
     ``fast_path`` trains on the fused kernels (``use_fast_path``; the
     snapshots and the final measurements use the readable path) and ``fused_adamw`` updates all
     parameters in one kernel: both give the same training, faster.

@@ -76,6 +76,7 @@ from course_lib.multihead import (  # noqa: E402
     GroupedQueryAttention,
     KVCache,
     causal_fused_attention,
+    causal_mask_after_cache,
     readable_path,
     repeat_kv_heads,
     use_fast_path,
@@ -179,6 +180,25 @@ def test_causal_fused_attention_equals_the_readable_causal_mask(T_past, T, n_kv_
     diff = max_abs_diff(causal_fused_attention(q, k, v, T_past), expected)
     report(f"causal_fused_attention T_past={T_past} T={T} n_kv_heads={n_kv_heads}", diff)
     assert diff < TOL
+
+
+@pytest.mark.parametrize("T_past, T", [(0, 1), (0, 5), (4, 1), (3, 4)])
+def test_causal_mask_after_cache_is_the_last_rows_of_the_causal_mask(T_past, T):
+    """The rows of the new queries; None for one new query, whose row would have no False in it."""
+    rows = causal_mask(T_past + T)[T_past:]  # (T, T_past + T)
+    mask = causal_mask_after_cache(T_past, T)
+    if T == 1:
+        assert mask is None and bool(rows.all())
+    else:
+        assert torch.equal(mask, rows)
+
+
+@pytest.mark.parametrize(
+    "T_past, T, wrong", [(-1, 2, "T_past must be an int >= 0"), (2, 0, "T must be a positive int")]
+)
+def test_causal_mask_after_cache_names_a_bad_length(T_past, T, wrong):
+    with pytest.raises(ValueError, match=f"causal_mask_after_cache: {wrong}"):
+        causal_mask_after_cache(T_past, T)
 
 
 def test_cached_rope_tables_are_exactly_apply_rope():
